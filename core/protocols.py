@@ -82,8 +82,11 @@ class VectorIndex(Protocol):
 
     def upsert(self, points: Sequence[IndexPoint]) -> None: ...
 
-    def delete_document(self, tenant_id: str, doc_id: str, *, except_version: int | None = None) -> None:
-        """Remove every chunk of a document, or every version but `except_version`."""
+    def delete_versions(
+        self, tenant_id: str, doc_id: str, *, below: int | None = None, only: int | None = None
+    ) -> None:
+        """Remove a document's chunks: all of them, those of versions older than `below`, or
+        those of version `only`."""
         ...
 
     def query(self, q: IndexQuery) -> list[IndexHit]: ...

@@ -89,3 +89,20 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DocumentAcl(Base):
+    """One row per (document, ACL principal): lets SQL reads filter by ACL with a join that
+    works the same on SQLite and PostgreSQL."""
+
+    __tablename__ = "document_acl"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "doc_id"], ["documents.tenant_id", "documents.doc_id"], ondelete="CASCADE"
+        ),
+        Index("ix_document_acl_principal", "tenant_id", "principal"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    doc_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(300), primary_key=True)

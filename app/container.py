@@ -1,0 +1,108 @@
+"""The composition root: the only place that picks concrete adapters from settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from app.auth import KeyStore
+from app.db import make_engine, make_session_factory, migrate
+from app.jobs import ThreadJobRunner
+from app.services.blobs import BlobStore
+from app.services.documents import DocumentService
+from core.models import Role
+from core.protocols import VectorIndex
+from core.settings import Settings
+from ingestion.chunking import TokenChunker
+from ingestion.parsing import UnstructuredParser
+from ingestion.pipeline import IngestionPipeline
+from retrieval.embedder import SentenceTransformerEmbedder
+from retrieval.search import HybridSearcher
+from retrieval.sparse import Bm25SparseEncoder
+
+log = logging.getLogger(__name__)
+ADMIN_KEY_FILE = "admin.key"
+
+
+def build_index(settings: Settings, dim: int) -> VectorIndex:
+    if settings.qdrant_url:
+        from retrieval.index.qdrant_remote import QdrantIndex
+
+        return QdrantIndex(
+            settings.qdrant_url, settings.qdrant_collection, dense_dim=dim, api_key=settings.qdrant_api_key
+        )
+    from retrieval.index.edge import EdgeIndex
+
+    return EdgeIndex(settings.index_path, dense_dim=dim)
+
+
+class Container:
+    """Cheap to construct; `start()` loads the model, opens the engine and migrates SQL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.sql_url)
+        self.sessions = make_session_factory(self.engine)
+        self.keys = KeyStore(self.sessions)
+        self.embedder = SentenceTransformerEmbedder(
+            settings.embedding.model_path, settings.embedding.precision, settings.embedding.batch_size
+        )
+        self.sparse = Bm25SparseEncoder()
+        self.index: VectorIndex = build_index(settings, dim=384)
+        self.pipeline = IngestionPipeline(
+            UnstructuredParser(),
+            TokenChunker(self.embedder, settings.chunking.max_tokens, settings.chunking.overlap_tokens),
+            self.embedder,
+            self.sparse,
+        )
+        self.runner = ThreadJobRunner(self._run_job, threads=settings.ingestion.worker_threads)
+        self.documents = DocumentService(
+            self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, self.runner.enqueue
+        )
+        self.searcher = HybridSearcher(
+            self.embedder,
+            self.sparse,
+            self.index,
+            prefetch_limit=settings.search.prefetch_limit,
+            rrf_k=settings.search.rrf_k,
+        )
+        self.new_admin_key: str | None = None
+
+    def _run_job(self, job_id: str) -> None:
+        self.documents.run_job(job_id)
+
+    def start(self) -> None:
+        migrate(self.engine)
+        self.new_admin_key = self._bootstrap_admin()
+        self.embedder.warm_up()
+        self.index.warm_up()
+        recovered = self.runner.recover(self.sessions)
+        if recovered:
+            log.info("re-enqueued %d unfinished jobs", recovered)
+
+    def close(self) -> None:
+        self.runner.shutdown(wait=True)
+        self.index.close()
+        self.engine.dispose()
+
+    def _bootstrap_admin(self) -> str | None:
+        """CAIRN_ADMIN_KEY, when set, is always a valid admin key. Otherwise the first start
+        generates one, returns it to be printed once, and leaves it in a 0600 file for the CLI."""
+        tenant = self.settings.default_tenant
+        if self.settings.admin_key:
+            if not self.keys.has_key(self.settings.admin_key):
+                self.keys.create(tenant, "admin", [], Role.admin, key=self.settings.admin_key)
+            return None
+        if self.keys.has_admin(tenant):
+            return None
+        _key_id, key = self.keys.create(tenant, "admin", [], Role.admin)
+        path = self.admin_key_path
+        path.write_text(key + "\n")
+        os.chmod(path, 0o600)
+        return key
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.settings.data_dir / ADMIN_KEY_FILE

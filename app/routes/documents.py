@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import ContainerDep, PrincipalDep
+from app.services.documents import DocumentPublic, DocumentsPublic, SubmitResult, Upload
+from core.errors import InvalidInput, MissingMetadata, PayloadTooLarge
+from core.models import DocumentMetadata
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+_READ_CHUNK = 1024 * 1024
+
+
+def parse_metadata(raw: str | None) -> DocumentMetadata:
+    if raw is None or not raw.strip():
+        raise MissingMetadata("the 'metadata' form field is required: a JSON object (title, acl, tags, ...)")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"'metadata' is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("'metadata' must be a JSON object")
+    try:
+        return DocumentMetadata.model_validate(data)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in err["loc"]) + f": {err['msg']}" for err in exc.errors())
+        raise InvalidInput(f"'metadata' is not valid: {fields}") from None
+
+
+async def read_limited(file: UploadFile, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await file.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the file is larger than the {limit} byte limit", limit=limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.post("", status_code=202, response_model=SubmitResult)
+async def upload_document(
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    file: Annotated[UploadFile | None, File(description="the document")] = None,
+    metadata: Annotated[str | None, Form(description="JSON object: title, acl, tags, ...")] = None,
+) -> SubmitResult:
+    """Upload a document (new, or a new version of `metadata.doc_id`). Parsing, chunking and
+    indexing run as a job: poll `GET /v1/jobs/{job_id}`."""
+    limit = container.settings.ingestion.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise PayloadTooLarge(f"the upload is larger than the {limit} byte limit", limit=limit)
+    if file is None:
+        raise InvalidInput("the 'file' form field is required", field="file")
+    meta = parse_metadata(metadata)
+    data = await read_limited(file, limit)
+    upload = Upload(data=data, filename=file.filename or "upload", content_type=file.content_type)
+    result = await run_in_threadpool(container.documents.submit, principal, upload, meta)
+    if result.unchanged:
+        response.status_code = 200
+    return result
+
+
+@router.get("", response_model=DocumentsPublic)
+def list_documents(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentsPublic:
+    return container.documents.list(principal, limit=limit, offset=offset)
+
+
+@router.get("/{document_id}", response_model=DocumentPublic)
+def get_document(document_id: str, principal: PrincipalDep, container: ContainerDep) -> DocumentPublic:
+    return container.documents.get(principal, document_id)
+
+
+@router.delete("/{document_id}", status_code=204)
+def delete_document(document_id: str, principal: PrincipalDep, container: ContainerDep) -> Response:
+    container.documents.delete(principal, document_id)
+    return Response(status_code=204)

@@ -1,0 +1,348 @@
+"""Documents and their versions: accept an upload, run its ingest job, list, get, delete.
+
+Version swap protocol (works the same with one process or many workers):
+1. the new version's chunks are upserted (deterministic ids, so a retried job overwrites);
+2. `documents.current_version` is advanced with a conditional UPDATE (only if it is older);
+3. if that UPDATE won, older versions' chunks are deleted; if it lost (a newer version or a
+   delete got there first), this version's own chunks are deleted instead.
+A concurrent search therefore always finds some version; `keep_newest_versions` in the query
+path removes the rare overlap between steps 1 and 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.services.blobs import BlobStore
+from core.errors import CairnError, Conflict, EmptyDocument, InvalidInput, NotFound, PermissionDenied
+from core.models import JOB_PROGRESS, DocumentMetadata, JobState, Principal
+from core.protocols import VectorIndex
+from core.tables import Document, DocumentAcl, DocumentVersion, Job, utcnow
+from ingestion.parsing import detect_format
+from ingestion.pipeline import IngestionPipeline, VersionRef
+
+log = logging.getLogger(__name__)
+_ACL = re.compile(r"^(user|group):[A-Za-z0-9._@+\-]{1,200}$|^tenant:\*$")
+
+
+class SubmitResult(BaseModel):
+    document_id: str
+    version: int
+    job_id: str
+    unchanged: bool = False
+
+
+class VersionPublic(BaseModel):
+    version: int
+    status: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    chunk_count: int
+    error: str | None
+    created_at: datetime
+
+
+class DocumentPublic(BaseModel):
+    document_id: str
+    title: str
+    source: str
+    current_version: int
+    latest_version: int
+    status: str
+    acl: list[str]
+    tags: list[str]
+    policy_tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    versions: list[VersionPublic] = []
+
+
+class DocumentsPublic(BaseModel):
+    data: list[DocumentPublic]
+    count: int
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    filename: str
+    content_type: str | None
+
+
+def resolve_acl(principal: Principal, acl: list[str] | None) -> list[str]:
+    """The uploader always keeps access to what they upload; everything else is explicit."""
+    entries = list(acl or [])
+    for entry in entries:
+        if not _ACL.match(entry):
+            raise InvalidInput(
+                f"ACL entry {entry!r} is not valid: use 'user:<name>', 'group:<name>' or 'tenant:*'",
+                field="acl",
+            )
+    return sorted({*entries, f"user:{principal.user}"})
+
+
+def visible(principal: Principal, acl: list[str]) -> bool:
+    return not set(principal.acl_principals).isdisjoint(acl)
+
+
+class DocumentService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        pipeline: IngestionPipeline,
+        index: VectorIndex,
+        enqueue: Callable[[str], None],
+    ) -> None:
+        self._sessions = sessions
+        self._blobs = blobs
+        self._pipeline = pipeline
+        self._index = index
+        self._enqueue = enqueue
+
+    # ---- accept ---------------------------------------------------------------------------
+
+    def submit(self, principal: Principal, upload: Upload, meta: DocumentMetadata) -> SubmitResult:
+        if not principal.can_write():
+            raise PermissionDenied("uploading needs the editor or admin role")
+        if not upload.data.strip():
+            raise EmptyDocument("the uploaded file is empty")
+        detect_format(upload.data, upload.filename, upload.content_type)  # 415 now, not a failed job
+        acl = resolve_acl(principal, meta.acl)
+        if meta.effective_from and meta.effective_to and meta.effective_to <= meta.effective_from:
+            raise InvalidInput("effective_to must be after effective_from", field="effective_to")
+        doc_id = meta.doc_id or secrets.token_hex(12)
+        meta = meta.model_copy(update={"doc_id": doc_id, "title": meta.title or upload.filename, "acl": acl})
+        meta_json = meta.model_dump(mode="json")
+        digest = self._blobs.put(principal.tenant_id, upload.data)
+
+        with self._sessions.begin() as s:
+            doc = s.get(Document, (principal.tenant_id, doc_id), with_for_update=True)
+            if doc is not None and not visible(principal, doc.acl):
+                raise Conflict(f"document id {doc_id!r} is not available", field="doc_id")
+            if doc is not None:
+                last = s.get(DocumentVersion, (principal.tenant_id, doc_id, doc.latest_version))
+                if last and last.content_hash == digest and last.meta == meta_json and last.status != "failed":
+                    job_id = s.scalar(
+                        select(Job.id).where(
+                            Job.tenant_id == principal.tenant_id, Job.doc_id == doc_id, Job.version == last.version
+                        )
+                    )
+                    return SubmitResult(
+                        document_id=doc_id, version=last.version, job_id=job_id or "", unchanged=True
+                    )
+            if doc is None:
+                doc = Document(
+                    tenant_id=principal.tenant_id, doc_id=doc_id, created_by=principal.user, current_version=0,
+                    latest_version=0, acl=acl, title=meta.title or "", source=meta.source,
+                )
+                s.add(doc)
+                s.flush()
+            version = doc.latest_version + 1
+            doc.latest_version = version
+            doc.updated_at = utcnow()
+            if doc.current_version == 0:
+                doc.status, doc.acl, doc.title = "queued", acl, meta.title or ""
+                _replace_acl_rows(s, principal.tenant_id, doc_id, acl)
+            s.add(
+                DocumentVersion(
+                    tenant_id=principal.tenant_id, doc_id=doc_id, version=version, content_hash=digest,
+                    filename=upload.filename, content_type=upload.content_type or "",
+                    size_bytes=len(upload.data), meta=meta_json, status="queued",
+                )
+            )
+            job = Job(
+                id=secrets.token_hex(12), tenant_id=principal.tenant_id, kind="ingest", doc_id=doc_id,
+                version=version, created_by=principal.user, state=JobState.queued.value,
+            )
+            s.add(job)
+        self._enqueue(job.id)  # after the commit: a worker never sees a job that is not stored
+        return SubmitResult(document_id=doc_id, version=version, job_id=job.id)
+
+    # ---- run ------------------------------------------------------------------------------
+
+    def run_job(self, job_id: str) -> None:
+        with self._sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state in (JobState.indexed.value, JobState.failed.value):
+                return  # idempotent: a redelivered task for a finished job does nothing
+            tenant_id, doc_id, version = job.tenant_id, job.doc_id or "", job.version or 0
+            ver = s.get(DocumentVersion, (tenant_id, doc_id, version))
+        if ver is None:
+            self._set_state(job_id, JobState.failed, error="the document was deleted before it was processed")
+            return
+        meta = DocumentMetadata.model_validate(ver.meta)
+        ref = VersionRef(tenant_id, doc_id, version, ver.content_hash)
+        try:
+            data = self._blobs.get(tenant_id, ver.content_hash)
+            prepared = self._pipeline.prepare(
+                ref, data, ver.filename, ver.content_type or None, meta, meta.acl or [],
+                on_stage=lambda st: self._set_state(job_id, st),
+            )
+            went_live = self._go_live(ref, prepared.points, meta.acl or [], meta.title or ver.filename)
+        except CairnError as exc:
+            self._fail(job_id, ref, exc.message)
+            return
+        except Exception:
+            log.exception("ingest job %s failed", job_id)
+            self._fail(job_id, ref, "internal error while processing the document; see the server log")
+            return
+        with self._sessions.begin() as s:
+            v = s.get(DocumentVersion, (tenant_id, doc_id, version))
+            if v is not None:
+                v.status = "indexed" if went_live else "superseded"
+                v.chunk_count = len(prepared.points)
+                v.char_count = len(prepared.parsed.text)
+        self._set_state(job_id, JobState.indexed)
+
+    def _go_live(self, ref: VersionRef, points: list, acl: list[str], title: str) -> bool:  # type: ignore[type-arg]
+        self._index.upsert(points)
+        with self._sessions.begin() as s:
+            won = s.execute(
+                update(Document)
+                .where(
+                    Document.tenant_id == ref.tenant_id,
+                    Document.doc_id == ref.doc_id,
+                    Document.current_version < ref.version,
+                )
+                .values(current_version=ref.version, status="indexed", acl=acl, title=title, updated_at=utcnow())
+            ).rowcount == 1
+            if won:
+                _replace_acl_rows(s, ref.tenant_id, ref.doc_id, acl)
+        if won:
+            self._index.delete_versions(ref.tenant_id, ref.doc_id, below=ref.version)
+        else:
+            self._index.delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)
+        return won
+
+    def _fail(self, job_id: str, ref: VersionRef, reason: str) -> None:
+        try:
+            self._index.delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)
+        except CairnError:
+            log.warning("could not remove partial chunks of %s v%s", ref.doc_id, ref.version)
+        with self._sessions.begin() as s:
+            v = s.get(DocumentVersion, (ref.tenant_id, ref.doc_id, ref.version))
+            if v is not None:
+                v.status, v.error = "failed", reason
+            doc = s.get(Document, (ref.tenant_id, ref.doc_id))
+            if doc is not None and doc.current_version == 0:
+                doc.status = "failed"
+        self._set_state(job_id, JobState.failed, error=reason)
+
+    def _set_state(self, job_id: str, state: JobState, error: str | None = None) -> None:
+        with self._sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return
+            job.state = state.value
+            job.updated_at = utcnow()
+            if state is JobState.failed:
+                job.error = error
+                job.finished_at = utcnow()
+            else:
+                job.progress = JOB_PROGRESS[state]
+                if state is JobState.indexed:
+                    job.finished_at = utcnow()
+
+    # ---- read / delete --------------------------------------------------------------------
+
+    def _visible_doc(self, s: Session, principal: Principal, doc_id: str) -> Document:
+        doc = s.get(Document, (principal.tenant_id, doc_id))
+        if doc is None or not visible(principal, doc.acl):
+            raise NotFound(f"document {doc_id!r} not found")
+        return doc
+
+    def get(self, principal: Principal, doc_id: str) -> DocumentPublic:
+        with self._sessions() as s:
+            doc = self._visible_doc(s, principal, doc_id)
+            versions = s.scalars(
+                select(DocumentVersion)
+                .where(DocumentVersion.tenant_id == principal.tenant_id, DocumentVersion.doc_id == doc_id)
+                .order_by(DocumentVersion.version)
+            ).all()
+            return _public(doc, list(versions))
+
+    def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> DocumentsPublic:
+        visible_ids = (
+            select(DocumentAcl.doc_id)
+            .where(DocumentAcl.tenant_id == principal.tenant_id, DocumentAcl.principal.in_(principal.acl_principals))
+            .distinct()
+        )
+        base = select(Document).where(Document.tenant_id == principal.tenant_id, Document.doc_id.in_(visible_ids))
+        with self._sessions() as s:
+            count = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+            docs = s.scalars(base.order_by(Document.created_at.desc()).limit(limit).offset(offset)).all()
+            wanted = {d.doc_id: d.current_version or d.latest_version for d in docs}
+            shown = {
+                v.doc_id: v
+                for v in s.scalars(
+                    select(DocumentVersion).where(
+                        DocumentVersion.tenant_id == principal.tenant_id,
+                        DocumentVersion.doc_id.in_(list(wanted)),
+                    )
+                )
+                if v.version == wanted[v.doc_id]
+            }
+            data = [_public(d, [shown[d.doc_id]] if d.doc_id in shown else [], with_versions=False) for d in docs]
+        return DocumentsPublic(data=data, count=count)
+
+    def delete(self, principal: Principal, doc_id: str) -> None:
+        if not principal.can_write():
+            raise PermissionDenied("deleting needs the editor or admin role")
+        with self._sessions.begin() as s:
+            doc = self._visible_doc(s, principal, doc_id)
+            hashes = s.scalars(
+                select(DocumentVersion.content_hash).where(
+                    DocumentVersion.tenant_id == principal.tenant_id, DocumentVersion.doc_id == doc_id
+                )
+            ).all()
+            s.execute(delete(DocumentVersion).where(
+                DocumentVersion.tenant_id == principal.tenant_id, DocumentVersion.doc_id == doc_id))
+            s.execute(delete(DocumentAcl).where(
+                DocumentAcl.tenant_id == principal.tenant_id, DocumentAcl.doc_id == doc_id))
+            s.delete(doc)
+        self._index.delete_versions(principal.tenant_id, doc_id)
+        for digest in set(hashes):
+            if not self._blob_in_use(principal.tenant_id, digest):
+                self._blobs.delete(principal.tenant_id, digest)
+
+    def _blob_in_use(self, tenant_id: str, digest: str) -> bool:
+        with self._sessions() as s:
+            q = select(DocumentVersion.doc_id).where(
+                DocumentVersion.tenant_id == tenant_id, DocumentVersion.content_hash == digest
+            )
+            return s.scalar(q.limit(1)) is not None
+
+
+def _replace_acl_rows(s: Session, tenant_id: str, doc_id: str, acl: list[str]) -> None:
+    s.execute(delete(DocumentAcl).where(DocumentAcl.tenant_id == tenant_id, DocumentAcl.doc_id == doc_id))
+    s.add_all(DocumentAcl(tenant_id=tenant_id, doc_id=doc_id, principal=p) for p in acl)
+
+
+def _public(doc: Document, versions: list[DocumentVersion], with_versions: bool = True) -> DocumentPublic:
+    live = next((v for v in versions if v.version == doc.current_version), None)
+    meta = (live or (versions[-1] if versions else None))
+    m = meta.meta if meta is not None else {}
+    return DocumentPublic(
+        document_id=doc.doc_id, title=doc.title, source=doc.source, current_version=doc.current_version,
+        latest_version=doc.latest_version, status=doc.status, acl=list(doc.acl),
+        tags=list(m.get("tags", [])), policy_tags=list(m.get("policy_tags", [])),
+        created_at=doc.created_at, updated_at=doc.updated_at,
+        versions=[
+            VersionPublic(
+                version=v.version, status=v.status, filename=v.filename, content_type=v.content_type,
+                size_bytes=v.size_bytes, chunk_count=v.chunk_count, error=v.error, created_at=v.created_at,
+            )
+            for v in (versions if with_versions else [])
+        ],
+    )

@@ -1,0 +1,121 @@
+"""parse -> chunk -> tag -> embed -> index points. Takes only core Protocols.
+
+The pipeline turns one document version into index points; it does not decide whether those
+points go live (that is a version decision made by the caller under its per-document lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.models import (
+    EFFECTIVE_MAX_TS,
+    EFFECTIVE_MIN_TS,
+    ChunkDraft,
+    DocumentMetadata,
+    IndexPoint,
+    JobState,
+    ParsedDocument,
+    chunk_id,
+)
+from core.protocols import Chunker, DocumentParser, Embedder, SparseEncoder
+
+StageCallback = Callable[[JobState], None]
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    tenant_id: str
+    doc_id: str
+    version: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class PreparedVersion:
+    parsed: ParsedDocument
+    chunks: list[ChunkDraft]
+    points: list[IndexPoint]
+
+
+def _ts(value: datetime | None, default: float) -> float:
+    return default if value is None else value.timestamp()
+
+
+def chunk_payload(ref: VersionRef, meta: DocumentMetadata, acl: list[str], chunk: ChunkDraft) -> dict[str, Any]:
+    """Everything a filter may need, copied onto each chunk so filters run inside the engine."""
+    return {
+        "tenant_id": ref.tenant_id,
+        "doc_id": ref.doc_id,
+        "version": ref.version,
+        "chunk_index": chunk.index,
+        "text": chunk.text,
+        "char_start": chunk.char_start,
+        "char_end": chunk.char_end,
+        "section_path": chunk.section_path,
+        "page": chunk.page,
+        "token_count": chunk.token_count,
+        "title": meta.title or "",
+        "source": meta.source,
+        "external_id": meta.external_id,
+        "tags": meta.tags,
+        "policy_tags": meta.policy_tags,
+        "language": meta.language or "",
+        "team_id": meta.team_id or "",
+        "acl": acl,
+        "effective_from_ts": _ts(meta.effective_from, EFFECTIVE_MIN_TS),
+        "effective_to_ts": _ts(meta.effective_to, EFFECTIVE_MAX_TS),
+        "content_hash": ref.content_hash,
+    }
+
+
+class IngestionPipeline:
+    def __init__(
+        self,
+        parser: DocumentParser,
+        chunker: Chunker,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+    ) -> None:
+        self._parser = parser
+        self._chunker = chunker
+        self._embedder = embedder
+        self._sparse = sparse
+
+    def prepare(
+        self,
+        ref: VersionRef,
+        data: bytes,
+        filename: str,
+        content_type: str | None,
+        meta: DocumentMetadata,
+        acl: list[str],
+        on_stage: StageCallback = lambda _state: None,
+    ) -> PreparedVersion:
+        on_stage(JobState.parsing)
+        parsed = self._parser.parse(data, filename, content_type)
+        on_stage(JobState.chunking)
+        chunks = self._chunker.chunk(parsed)
+        on_stage(JobState.embedding)
+        texts = [c.text for c in chunks]
+        dense = self._embedder.embed_documents(texts)
+        points = [
+            IndexPoint(
+                id=chunk_id(ref.tenant_id, ref.doc_id, ref.version, c.index),
+                dense=vec,
+                sparse=self._sparse.encode_document(_sparse_text(meta, c)),
+                payload=chunk_payload(ref, meta, acl, c),
+            )
+            for c, vec in zip(chunks, dense, strict=True)
+        ]
+        return PreparedVersion(parsed=parsed, chunks=chunks, points=points)
+
+
+def _sparse_text(meta: DocumentMetadata, chunk: ChunkDraft) -> str:
+    """BM25 sees the section path too: a heading's words are strong evidence for its chunks."""
+    if chunk.section_path:
+        return " ".join(chunk.section_path) + "\n" + chunk.text
+    return chunk.text

@@ -1,0 +1,106 @@
+"""The query path for one request: principal -> engine filter -> hybrid query -> chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from core.models import AccessScope, IndexHit, IndexQuery, Principal, RetrievedChunk, SearchFilters
+from core.protocols import Embedder, SparseEncoder, VectorIndex
+from retrieval.filters import build_index_filter
+
+SearchMode = Literal["hybrid", "dense", "sparse"]
+
+
+def to_chunk(hit: IndexHit) -> RetrievedChunk:
+    p: dict[str, Any] = hit.payload
+    return RetrievedChunk(
+        doc_id=p["doc_id"],
+        chunk_id=hit.id,
+        version=int(p["version"]),
+        chunk_index=int(p["chunk_index"]),
+        text=p["text"],
+        title=p.get("title") or "",
+        source=p.get("source") or "",
+        char_start=int(p["char_start"]),
+        char_end=int(p["char_end"]),
+        page=p.get("page"),
+        section_path=list(p.get("section_path") or []),
+        score=hit.score,
+        policy_tags=list(p.get("policy_tags") or []),
+        tags=list(p.get("tags") or []),
+    )
+
+
+def keep_newest_versions(hits: list[IndexHit]) -> list[IndexHit]:
+    """Drop hits of a document's older version when a newer one is also in the list.
+
+    A re-version writes the new chunks before it deletes the old ones (so a search never sees
+    neither); this is the other half, so one response never mixes both.
+    """
+    newest: dict[str, int] = {}
+    for h in hits:
+        doc, ver = h.payload["doc_id"], int(h.payload["version"])
+        if ver > newest.get(doc, -1):
+            newest[doc] = ver
+    return [h for h in hits if int(h.payload["version"]) == newest[h.payload["doc_id"]]]
+
+
+class HybridSearcher:
+    def __init__(
+        self,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+        index: VectorIndex,
+        *,
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._embedder = embedder
+        self._sparse = sparse
+        self._index = index
+        self._prefetch_limit = prefetch_limit
+        self._rrf_k = rrf_k
+        self._clock = clock
+
+    def build_query(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        top_k: int,
+        filters: SearchFilters | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> IndexQuery:
+        dense = self._embedder.embed_query(query) if mode in ("hybrid", "dense") else None
+        sparse = self._sparse.encode_query(query) if mode in ("hybrid", "sparse") else None
+        if sparse is not None and not sparse.indices:
+            # nothing but stopwords: a sparse prefetch would match nothing, dense still can
+            sparse = None
+            if dense is None:
+                dense = self._embedder.embed_query(query)
+        return IndexQuery(
+            scope=AccessScope.of(principal),
+            filter=build_index_filter(filters, self._clock()),
+            dense=dense,
+            sparse=sparse,
+            # room for the older-version hits that keep_newest_versions may drop
+            limit=top_k * 2,
+            prefetch_limit=max(self._prefetch_limit, top_k * 2),
+            rrf_k=self._rrf_k,
+        )
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        top_k: int = 5,
+        filters: SearchFilters | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[RetrievedChunk]:
+        q = self.build_query(principal, query, top_k=top_k, filters=filters, mode=mode)
+        hits = keep_newest_versions(self._index.query(q))[:top_k]
+        return [to_chunk(h) for h in hits]
