@@ -40,13 +40,13 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
 class Container:
     """Cheap to construct; `start()` loads the model, opens the engine and migrates SQL."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, embedder: SentenceTransformerEmbedder | None = None) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.sql_url)
         self.sessions = make_session_factory(self.engine)
         self.keys = KeyStore(self.sessions)
-        self.embedder = SentenceTransformerEmbedder(
+        self.embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding.model_path, settings.embedding.precision, settings.embedding.batch_size
         )
         self.sparse = Bm25SparseEncoder()
@@ -69,6 +69,7 @@ class Container:
             rrf_k=settings.search.rrf_k,
         )
         self.new_admin_key: str | None = None
+        self._closed = False
 
     def _run_job(self, job_id: str) -> None:
         self.documents.run_job(job_id)
@@ -83,6 +84,9 @@ class Container:
             log.info("re-enqueued %d unfinished jobs", recovered)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.runner.shutdown(wait=True)
         self.index.close()
         self.engine.dispose()
