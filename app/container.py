@@ -51,8 +51,9 @@ class Container:
         )
         self.sparse = Bm25SparseEncoder()
         self.index: VectorIndex = build_index(settings, dim=384)
+        self.parser = UnstructuredParser()
         self.pipeline = IngestionPipeline(
-            UnstructuredParser(),
+            self.parser,
             TokenChunker(self.embedder, settings.chunking.max_tokens, settings.chunking.overlap_tokens),
             self.embedder,
             self.sparse,
@@ -78,6 +79,7 @@ class Container:
         migrate(self.engine)
         self.new_admin_key = self._bootstrap_admin()
         self.embedder.warm_up()
+        self.parser.warm_up()
         self.index.warm_up()
         recovered = self.runner.recover(self.sessions)
         if recovered:
