@@ -58,7 +58,7 @@ class Container:
             self.embedder,
             self.sparse,
         )
-        self.runner = ThreadJobRunner(self._run_job, threads=settings.ingestion.worker_threads)
+        self.runner = ThreadJobRunner(self._run_jobs, threads=settings.ingestion.worker_threads)
         self.documents = DocumentService(
             self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, self.runner.enqueue
         )
@@ -72,8 +72,8 @@ class Container:
         self.new_admin_key: str | None = None
         self._closed = False
 
-    def _run_job(self, job_id: str) -> None:
-        self.documents.run_job(job_id)
+    def _run_jobs(self, job_ids: list[str]) -> None:
+        self.documents.run_jobs(job_ids)
 
     def start(self) -> None:
         migrate(self.engine)
@@ -81,6 +81,7 @@ class Container:
         self.embedder.warm_up()
         self.parser.warm_up()
         self.index.warm_up()
+        self.runner.start()
         recovered = self.runner.recover(self.sessions)
         if recovered:
             log.info("re-enqueued %d unfinished jobs", recovered)
@@ -89,7 +90,7 @@ class Container:
         if self._closed:
             return
         self._closed = True
-        self.runner.shutdown(wait=True)
+        self.runner.shutdown()
         self.index.close()
         self.engine.dispose()
 

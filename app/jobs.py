@@ -1,12 +1,16 @@
 """In-process job runner for the embedded default: worker threads running the same task code
-a Celery worker would. Embedding releases the GIL inside torch, so the API stays responsive."""
+a Celery worker would. Embedding releases the GIL inside torch, so the API stays responsive.
+
+A worker takes every queued job up to `max_batch` at once, so a bulk upload is embedded in
+large model batches instead of one small call per document.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,30 +20,51 @@ from core.tables import Job
 
 log = logging.getLogger(__name__)
 ACTIVE_STATES = (JobState.queued, JobState.parsing, JobState.chunking, JobState.embedding)
+_STOP = ""
 
 
 class ThreadJobRunner:
-    def __init__(self, run: Callable[[str], None], threads: int = 1) -> None:
-        self._run = run
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cairn-job")
-        self._pending: set[Future[None]] = set()
+    def __init__(self, run_batch: Callable[[list[str]], None], threads: int = 1, max_batch: int = 32) -> None:
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._busy = 0
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"cairn-job-{i}", daemon=True) for i in range(threads)
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
 
     def enqueue(self, job_id: str) -> None:
-        fut = self._pool.submit(self._safe_run, job_id)
         with self._lock:
-            self._pending.add(fut)
-        fut.add_done_callback(self._forget)
+            self._busy += 1
+        self._queue.put(job_id)
 
-    def _forget(self, fut: Future[None]) -> None:
-        with self._lock:
-            self._pending.discard(fut)
-
-    def _safe_run(self, job_id: str) -> None:
-        try:
-            self._run(job_id)
-        except Exception:  # the task records its own failure; this only keeps the worker alive
-            log.exception("job %s crashed", job_id)
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = _STOP in batch
+            jobs = [j for j in batch if j != _STOP]
+            try:
+                if jobs:
+                    self._run_batch(jobs)
+            except Exception:  # the service records each job's failure; this keeps the worker alive
+                log.exception("job batch %s crashed", jobs)
+            finally:
+                with self._lock:
+                    self._busy -= len(jobs)
+                    self._idle.notify_all()
+            if stop:
+                return
 
     def recover(self, sessions: sessionmaker[Session]) -> int:
         """Re-enqueue jobs a previous process accepted but did not finish. Safe because tasks
@@ -54,17 +79,16 @@ class ThreadJobRunner:
 
     def idle(self) -> bool:
         with self._lock:
-            return not self._pending
+            return self._busy == 0
 
     def wait_idle(self, timeout: float = 300.0) -> bool:
-        deadline = threading.Event()
-        waited = 0.0
-        while not self.idle():
-            if waited >= timeout:
-                return False
-            deadline.wait(0.05)
-            waited += 0.05
-        return True
+        with self._lock:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout)
 
-    def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+    def shutdown(self) -> None:
+        """Finish what is queued, then stop the workers."""
+        started = [t for t in self._threads if t.is_alive()]
+        for _ in started:
+            self._queue.put(_STOP)
+        for t in started:
+            t.join()

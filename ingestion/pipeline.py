@@ -72,7 +72,28 @@ def chunk_payload(ref: VersionRef, meta: DocumentMetadata, acl: list[str], chunk
     }
 
 
+@dataclass(frozen=True)
+class VersionInput:
+    ref: VersionRef
+    data: bytes
+    filename: str
+    content_type: str | None
+    meta: DocumentMetadata
+    acl: list[str]
+
+
+@dataclass(frozen=True)
+class Chunked:
+    item: VersionInput
+    parsed: ParsedDocument
+    chunks: list[ChunkDraft]
+
+
 class IngestionPipeline:
+    """Parsing and chunking run per document (a bad document fails alone); embedding runs over
+    the chunks of many documents at once, because one batched model call is far cheaper than
+    many one-chunk calls (benchmarks/ingest.py measures the difference)."""
+
     def __init__(
         self,
         parser: DocumentParser,
@@ -85,36 +106,32 @@ class IngestionPipeline:
         self._embedder = embedder
         self._sparse = sparse
 
-    def prepare(
-        self,
-        ref: VersionRef,
-        data: bytes,
-        filename: str,
-        content_type: str | None,
-        meta: DocumentMetadata,
-        acl: list[str],
-        on_stage: StageCallback = lambda _state: None,
-    ) -> PreparedVersion:
+    def parse_and_chunk(self, item: VersionInput, on_stage: StageCallback = lambda _s: None) -> Chunked:
         on_stage(JobState.parsing)
-        parsed = self._parser.parse(data, filename, content_type)
+        parsed = self._parser.parse(item.data, item.filename, item.content_type)
         on_stage(JobState.chunking)
-        chunks = self._chunker.chunk(parsed)
-        on_stage(JobState.embedding)
-        texts = [c.text for c in chunks]
-        dense = self._embedder.embed_documents(texts)
-        points = [
-            IndexPoint(
-                id=chunk_id(ref.tenant_id, ref.doc_id, ref.version, c.index),
-                dense=vec,
-                sparse=self._sparse.encode_document(_sparse_text(meta, c)),
-                payload=chunk_payload(ref, meta, acl, c),
-            )
-            for c, vec in zip(chunks, dense, strict=True)
-        ]
-        return PreparedVersion(parsed=parsed, chunks=chunks, points=points)
+        return Chunked(item, parsed, self._chunker.chunk(parsed))
+
+    def embed(self, batch: list[Chunked]) -> list[PreparedVersion]:
+        texts = [c.text for doc in batch for c in doc.chunks]
+        vectors = iter(self._embedder.embed_documents(texts))
+        out = []
+        for doc in batch:
+            ref, meta = doc.item.ref, doc.item.meta
+            points = [
+                IndexPoint(
+                    id=chunk_id(ref.tenant_id, ref.doc_id, ref.version, c.index),
+                    dense=next(vectors),
+                    sparse=self._sparse.encode_document(_sparse_text(c)),
+                    payload=chunk_payload(ref, meta, doc.item.acl, c),
+                )
+                for c in doc.chunks
+            ]
+            out.append(PreparedVersion(parsed=doc.parsed, chunks=doc.chunks, points=points))
+        return out
 
 
-def _sparse_text(meta: DocumentMetadata, chunk: ChunkDraft) -> str:
+def _sparse_text(chunk: ChunkDraft) -> str:
     """BM25 sees the section path too: a heading's words are strong evidence for its chunks."""
     if chunk.section_path:
         return " ".join(chunk.section_path) + "\n" + chunk.text

@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.services.blobs import BlobStore
 from core.errors import CairnError, Conflict, EmptyDocument, InvalidInput, NotFound, PermissionDenied
-from core.models import JOB_PROGRESS, DocumentMetadata, JobState, Principal
+from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal
 from core.protocols import VectorIndex
 from core.tables import Document, DocumentAcl, DocumentVersion, Job, utcnow
 from ingestion.parsing import detect_format
-from ingestion.pipeline import IngestionPipeline, VersionRef
+from ingestion.pipeline import Chunked, IngestionPipeline, VersionInput, VersionRef
 
 log = logging.getLogger(__name__)
 _ACL = re.compile(r"^(user|group):[A-Za-z0-9._@+\-]{1,200}$|^tenant:\*$")
@@ -172,40 +172,66 @@ class DocumentService:
     # ---- run ------------------------------------------------------------------------------
 
     def run_job(self, job_id: str) -> None:
+        self.run_jobs([job_id])
+
+    def run_jobs(self, job_ids: list[str]) -> None:
+        """Process a batch of ingest jobs: each document is parsed and chunked on its own (a bad
+        one fails only its job), then all their chunks are embedded in one model call."""
+        chunked: list[tuple[str, Chunked]] = []
+        for job_id in job_ids:
+            item = self._load(job_id)
+            if item is None:
+                continue
+            try:
+                chunked.append(
+                    (job_id, self._pipeline.parse_and_chunk(item, on_stage=lambda st, j=job_id: self._set_state(j, st)))
+                )
+            except Exception as exc:  # recorded as the job reason, never raised
+                self._fail(job_id, item.ref, _reason(job_id, exc))
+        if not chunked:
+            return
+        self._set_states([j for j, _ in chunked], JobState.embedding)
+        try:
+            prepared = self._pipeline.embed([c for _, c in chunked])
+        except Exception as exc:
+            for job_id, c in chunked:
+                self._fail(job_id, c.item.ref, _reason(job_id, exc))
+            return
+        for (job_id, c), version in zip(chunked, prepared, strict=True):
+            ref, meta = c.item.ref, c.item.meta
+            try:
+                went_live = self._go_live(ref, version.points, c.item.acl, meta.title or c.item.filename)
+            except Exception as exc:
+                self._fail(job_id, ref, _reason(job_id, exc))
+                continue
+            with self._sessions.begin() as s:
+                v = s.get(DocumentVersion, (ref.tenant_id, ref.doc_id, ref.version))
+                if v is not None:
+                    v.status = "indexed" if went_live else "superseded"
+                    v.chunk_count = len(version.points)
+                    v.char_count = len(version.parsed.text)
+            self._set_state(job_id, JobState.indexed)
+
+    def _load(self, job_id: str) -> VersionInput | None:
         with self._sessions() as s:
             job = s.get(Job, job_id)
             if job is None or job.state in (JobState.indexed.value, JobState.failed.value):
-                return  # idempotent: a redelivered task for a finished job does nothing
+                return None  # idempotent: a redelivered task for a finished job does nothing
             tenant_id, doc_id, version = job.tenant_id, job.doc_id or "", job.version or 0
             ver = s.get(DocumentVersion, (tenant_id, doc_id, version))
         if ver is None:
             self._set_state(job_id, JobState.failed, error="the document was deleted before it was processed")
-            return
+            return None
         meta = DocumentMetadata.model_validate(ver.meta)
         ref = VersionRef(tenant_id, doc_id, version, ver.content_hash)
         try:
             data = self._blobs.get(tenant_id, ver.content_hash)
-            prepared = self._pipeline.prepare(
-                ref, data, ver.filename, ver.content_type or None, meta, meta.acl or [],
-                on_stage=lambda st: self._set_state(job_id, st),
-            )
-            went_live = self._go_live(ref, prepared.points, meta.acl or [], meta.title or ver.filename)
-        except CairnError as exc:
-            self._fail(job_id, ref, exc.message)
-            return
-        except Exception:
-            log.exception("ingest job %s failed", job_id)
-            self._fail(job_id, ref, "internal error while processing the document; see the server log")
-            return
-        with self._sessions.begin() as s:
-            v = s.get(DocumentVersion, (tenant_id, doc_id, version))
-            if v is not None:
-                v.status = "indexed" if went_live else "superseded"
-                v.chunk_count = len(prepared.points)
-                v.char_count = len(prepared.parsed.text)
-        self._set_state(job_id, JobState.indexed)
+        except OSError:
+            self._fail(job_id, ref, "the stored original of this document is missing")
+            return None
+        return VersionInput(ref, data, ver.filename, ver.content_type or None, meta, meta.acl or [])
 
-    def _go_live(self, ref: VersionRef, points: list, acl: list[str], title: str) -> bool:  # type: ignore[type-arg]
+    def _go_live(self, ref: VersionRef, points: list[IndexPoint], acl: list[str], title: str) -> bool:
         self._index.upsert(points)
         with self._sessions.begin() as s:
             won = s.execute(
@@ -238,6 +264,14 @@ class DocumentService:
             if doc is not None and doc.current_version == 0:
                 doc.status = "failed"
         self._set_state(job_id, JobState.failed, error=reason)
+
+    def _set_states(self, job_ids: list[str], state: JobState) -> None:
+        with self._sessions.begin() as s:
+            s.execute(
+                update(Job)
+                .where(Job.id.in_(job_ids))
+                .values(state=state.value, progress=JOB_PROGRESS[state], updated_at=utcnow())
+            )
 
     def _set_state(self, job_id: str, state: JobState, error: str | None = None) -> None:
         with self._sessions.begin() as s:
@@ -322,6 +356,15 @@ class DocumentService:
                 DocumentVersion.tenant_id == tenant_id, DocumentVersion.content_hash == digest
             )
             return s.scalar(q.limit(1)) is not None
+
+
+def _reason(job_id: str, exc: Exception) -> str:
+    """A user-facing failure reason: Cairn errors carry one; anything else is logged in full
+    and reported without internals."""
+    if isinstance(exc, CairnError):
+        return exc.message
+    log.error("ingest job %s failed", job_id, exc_info=exc)
+    return "internal error while processing the document; see the server log"
 
 
 def _replace_acl_rows(s: Session, tenant_id: str, doc_id: str, acl: list[str]) -> None:
