@@ -52,7 +52,9 @@ class ThreadJobRunner:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = _STOP in batch
+            stops = batch.count(_STOP)
+            for _ in range(stops - 1):
+                self._queue.put(_STOP)  # one stop marker per worker: hand the extras back
             jobs = [j for j in batch if j != _STOP]
             try:
                 if jobs:
@@ -63,7 +65,7 @@ class ThreadJobRunner:
                 with self._lock:
                     self._busy -= len(jobs)
                     self._idle.notify_all()
-            if stop:
+            if stops:
                 return
 
     def recover(self, sessions: sessionmaker[Session]) -> int:

@@ -29,7 +29,8 @@ class EmbeddingSettings(BaseModel):
 
 class IngestionSettings(BaseModel):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
-    worker_threads: int = Field(default=1, ge=1, le=16)
+    # two threads overlap one batch's parsing with the previous batch's embedding
+    worker_threads: int = Field(default=2, ge=1, le=16)
 
 
 class SearchSettings(BaseModel):

@@ -178,14 +178,13 @@ class DocumentService:
         """Process a batch of ingest jobs: each document is parsed and chunked on its own (a bad
         one fails only its job), then all their chunks are embedded in one model call."""
         chunked: list[tuple[str, Chunked]] = []
-        for job_id in job_ids:
-            item = self._load(job_id)
+        items = [(job_id, self._load(job_id)) for job_id in job_ids]
+        self._set_states([j for j, item in items if item is not None], JobState.parsing)
+        for job_id, item in items:
             if item is None:
                 continue
             try:
-                chunked.append(
-                    (job_id, self._pipeline.parse_and_chunk(item, on_stage=lambda st, j=job_id: self._set_state(j, st)))
-                )
+                chunked.append((job_id, self._pipeline.parse_and_chunk(item)))
             except Exception as exc:  # recorded as the job reason, never raised
                 self._fail(job_id, item.ref, _reason(job_id, exc))
         if not chunked:
