@@ -6,6 +6,7 @@ points go live (that is a version decision made by the caller under its per-docu
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,6 +106,9 @@ class IngestionPipeline:
         self._chunker = chunker
         self._embedder = embedder
         self._sparse = sparse
+        # One model call at a time: torch already uses every core, so two concurrent calls only
+        # thrash; meanwhile other workers parse and chunk the next batch.
+        self._embed_lock = threading.Lock()
 
     def parse_and_chunk(self, item: VersionInput, on_stage: StageCallback = lambda _s: None) -> Chunked:
         on_stage(JobState.parsing)
@@ -114,7 +118,8 @@ class IngestionPipeline:
 
     def embed(self, batch: list[Chunked]) -> list[PreparedVersion]:
         texts = [c.text for doc in batch for c in doc.chunks]
-        vectors = iter(self._embedder.embed_documents(texts))
+        with self._embed_lock:
+            vectors = iter(self._embedder.embed_documents(texts))
         out = []
         for doc in batch:
             ref, meta = doc.item.ref, doc.item.meta
