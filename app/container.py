@@ -11,12 +11,18 @@ from app.db import make_engine, make_session_factory, migrate
 from app.jobs import ThreadJobRunner
 from app.services.blobs import BlobStore
 from app.services.documents import DocumentService
+from app.services.retriever import SearcherRetriever
 from core.models import Role
 from core.protocols import VectorIndex
-from core.settings import Settings
+from core.settings import ModelsSettings, Settings
 from ingestion.chunking import TokenChunker
 from ingestion.parsing import UnstructuredParser
 from ingestion.pipeline import IngestionPipeline
+from orchestration.answers import AnswerService
+from orchestration.gateway import ModelGateway, Pricing, ProviderPolicy, ProviderSpec, build_gateway
+from orchestration.gateway.config import RetryPolicy
+from orchestration.workflows.registry import WorkflowRegistry
+from orchestration.workflows.store import RunStore
 from retrieval.embedder import SentenceTransformerEmbedder
 from retrieval.search import HybridSearcher
 from retrieval.sparse import Bm25SparseEncoder
@@ -35,6 +41,32 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
     from retrieval.index.edge import EdgeIndex
 
     return EdgeIndex(settings.index_path, dense_dim=dim)
+
+
+def build_model_gateway(models: ModelsSettings) -> ModelGateway:
+    """Settings -> gateway. `local` (extractive) is always added, so this needs no network."""
+    specs = {
+        name: ProviderSpec(
+            kind=p.kind,
+            model=p.model,
+            base_url=p.base_url,
+            api_key=p.api_key,
+            policy=ProviderPolicy(
+                external=p.external,
+                allowed_tags=p.allowed_tags,
+                pricing=Pricing(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok),
+                timeout_s=p.timeout_s,
+            ),
+        )
+        for name, p in models.providers.items()
+    }
+    return build_gateway(
+        specs,
+        models.aliases or None,
+        retry=RetryPolicy(max_retries=models.max_retries),
+        budgets_usd=models.budgets_usd,
+        default_budget_usd=models.default_budget_usd,
+    )
 
 
 class Container:
@@ -69,8 +101,43 @@ class Container:
             prefetch_limit=settings.search.prefetch_limit,
             rrf_k=settings.search.rrf_k,
         )
+        self._build_answers()
         self.new_admin_key: str | None = None
         self._closed = False
+        self._runs_recovered = False
+
+    def _build_answers(self) -> None:
+        """Answers: model gateway, durable workflow runs on the app's SQL database."""
+        models = self.settings.models
+        self.gateway = build_model_gateway(models)
+        self.retriever = SearcherRetriever(self.searcher)
+        self.runs = RunStore(self.sessions)
+        self.answers = AnswerService(
+            self.retriever,
+            self.gateway,
+            self.runs,
+            registry=WorkflowRegistry.builtin(models.workflows_dir),
+            default_top_k=self.settings.search.default_top_k,
+        )
+
+    async def recover_runs(self) -> int:
+        """Resume runs a previous process left `running` or `compensating` (their completed
+        steps are replayed from the event log, not executed again). Runs once per container, on
+        the serving event loop (the gateway's HTTP clients belong to it); one run that cannot
+        resume is logged and does not hold up the others."""
+        if self._runs_recovered or not self.settings.models.recover_runs:
+            return 0
+        self._runs_recovered = True
+        store, engine = self.answers.engine.store, self.answers.engine
+        pending = store.list_runs(status="running") + store.list_runs(status="compensating")
+        for run in pending:
+            try:
+                await engine.resume(run.id)
+            except Exception:
+                log.exception("could not resume workflow run %s", run.id)
+        if pending:
+            log.info("resumed %d unfinished workflow runs", len(pending))
+        return len(pending)
 
     def _run_jobs(self, job_ids: list[str]) -> None:
         self.documents.run_jobs(job_ids)

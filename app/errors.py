@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors as e
+from orchestration import errors as oe
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,13 @@ STATUS: dict[type[e.CairnError], int] = {
     e.Unavailable: 503,
     e.ParseError: 422,
     e.IndexFailure: 500,
+    # the answer path (they subclass the entries above; listed so the mapping reads in one place)
+    oe.PolicyRefused: 403,
+    oe.BudgetExhausted: 429,
+    oe.ProviderRateLimited: 429,
+    oe.ProviderError: 503,
+    oe.StreamInterrupted: 503,
+    oe.WorkflowSpecError: 422,
 }
 
 

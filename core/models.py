@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 CHUNK_NAMESPACE = uuid.UUID("6f1c4c1e-9b7a-4e59-9a55-3c2b0d1f7a10")
 
@@ -16,6 +16,14 @@ CHUNK_NAMESPACE = uuid.UUID("6f1c4c1e-9b7a-4e59-9a55-3c2b0d1f7a10")
 # effective-date filter is a plain numeric range inside the engine (no null handling).
 EFFECTIVE_MIN_TS = 0.0
 EFFECTIVE_MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything Cairn stores is UTC, so say so."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 def chunk_id(tenant_id: str, doc_id: str, version: int, index: int) -> str:

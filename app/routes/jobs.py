@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.deps import ContainerDep, PrincipalDep
 from core.errors import NotFound
-from core.models import Role
+from core.models import Role, UtcDateTime
 from core.tables import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -21,9 +19,9 @@ class JobPublic(BaseModel):
     error: str | None
     document_id: str | None
     version: int | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    finished_at: UtcDateTime | None
 
 
 @router.get("/{job_id}", response_model=JobPublic)

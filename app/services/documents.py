@@ -16,7 +16,6 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import delete, func, select, update
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.services.blobs import BlobStore
 from core.errors import CairnError, Conflict, EmptyDocument, InvalidInput, NotFound, PermissionDenied
-from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal
+from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal, UtcDateTime
 from core.protocols import VectorIndex
 from core.tables import Document, DocumentAcl, DocumentVersion, Job, utcnow
 from ingestion.parsing import detect_format
@@ -49,7 +48,7 @@ class VersionPublic(BaseModel):
     size_bytes: int
     chunk_count: int
     error: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class DocumentPublic(BaseModel):
@@ -62,8 +61,8 @@ class DocumentPublic(BaseModel):
     acl: list[str]
     tags: list[str]
     policy_tags: list[str]
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
     versions: list[VersionPublic] = []
 
 

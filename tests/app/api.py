@@ -24,7 +24,8 @@ class Api:
         return {"Authorization": f"Bearer {self.key}"}
 
     def new_key(self, user: str, groups: list[str] | None = None, role: str = "reader") -> Api:
-        r = self.client.post("/v1/keys", headers=self.headers, json={"user": user, "groups": groups or [], "role": role})
+        body = {"user": user, "groups": groups or [], "role": role}
+        r = self.client.post("/v1/keys", headers=self.headers, json=body)
         assert r.status_code == 201, r.text
         return self.as_key(r.json()["key"])
 
@@ -58,3 +59,40 @@ class Api:
         r = self.client.post("/v1/search", headers=self.headers, json={"query": query, "top_k": top_k, **extra})
         assert r.status_code == 200, r.text
         return r.json()["results"]
+
+    # ---- answers and runs -------------------------------------------------------------------
+
+    def answer(self, question: str, **extra: Any) -> dict[str, Any]:
+        r = self.client.post("/v1/answers", headers=self.headers, json={"question": question, **extra})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def answer_events(self, question: str, **extra: Any) -> list[tuple[str, Any]]:
+        """POST /v1/answers with `stream: true`: the (event, data) pairs in order."""
+        body = {"question": question, "stream": True, **extra}
+        with self.client.stream("POST", "/v1/answers", headers=self.headers, json=body) as r:
+            assert r.status_code == 200, r.read()
+            assert r.headers["content-type"].startswith("text/event-stream")
+            return parse_sse("".join(r.iter_text()))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/v1/runs/{run_id}", headers=self.headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def parse_sse(text: str) -> list[tuple[str, Any]]:
+    """Server-sent events -> (event name, JSON data); `message` when an event has no name."""
+    events: list[tuple[str, Any]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        raw = "\n".join(data)
+        events.append((name, raw if raw == "[DONE]" else json.loads(raw)))
+    return events
