@@ -10,7 +10,7 @@ export SCARF_NO_ANALYTICS := true
 export DO_NOT_TRACK := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint bench clean
+.PHONY: install browser serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,11 @@ install: $(STAMP)
 serve: install
 	$(BIN)/cairn serve
 
-test: install
+# the web UI's end-to-end tests drive Debian's Chromium (no browser downloads on these machines)
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install browser
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 lint: install
