@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,6 +122,24 @@ def decode_text(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+_ENGLISH_MARKERS = frozenset(
+    "the of and to in is that for it with as was on are be by this from or an at which not have has".split()
+)
+
+
+def languages_of(text: str) -> list[str]:
+    """["eng"] when the text is plainly English, else ["auto"].
+
+    unstructured otherwise runs langdetect over the whole text of every document, which was
+    62% of parse time on SciFact abstracts; common English function words decide the usual
+    case in microseconds, and anything else still gets real detection.
+    """
+    words = re.findall(r"[a-z']+", text[:3000].lower())
+    if len(words) >= 8 and sum(w in _ENGLISH_MARKERS for w in words) / len(words) >= 0.12:
+        return ["eng"]
+    return ["auto"]
+
+
 def _pdf(data: bytes) -> Sequence[Any]:
     from unstructured.partition.pdf import partition_pdf
 
@@ -149,25 +168,29 @@ def _xlsx(data: bytes) -> Sequence[Any]:
 def _csv(data: bytes) -> Sequence[Any]:
     from unstructured.partition.csv import partition_csv
 
-    return partition_csv(file=io.BytesIO(decode_text(data).encode()), include_header=True)
+    text = decode_text(data)
+    return partition_csv(file=io.BytesIO(text.encode()), include_header=True, languages=languages_of(text))
 
 
 def _html(data: bytes) -> Sequence[Any]:
     from unstructured.partition.html import partition_html
 
-    return partition_html(text=decode_text(data))
+    text = decode_text(data)
+    return partition_html(text=text, languages=languages_of(text))
 
 
 def _md(data: bytes) -> Sequence[Any]:
     from unstructured.partition.md import partition_md
 
-    return partition_md(text=decode_text(data))
+    text = decode_text(data)
+    return partition_md(text=text, languages=languages_of(text))
 
 
 def _txt(data: bytes) -> Sequence[Any]:
     from unstructured.partition.text import partition_text
 
-    return partition_text(text=decode_text(data))
+    text = decode_text(data)
+    return partition_text(text=text, languages=languages_of(text))
 
 
 def _eml(data: bytes) -> Sequence[Any]:
