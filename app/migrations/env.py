@@ -6,6 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 import core.tables  # noqa: F401  (registers the tables on Base.metadata)
+import core.tables_evals  # noqa: F401  (retrieval evaluation datasets and runs)
+import core.tables_runs  # noqa: F401  (workflow runs and their step events)
 from core.tables import Base
 
 config = context.config

@@ -49,3 +49,19 @@ def test_foundation_flow_on_postgres(make_container, pg_url: str) -> None:  # ty
         assert v2["version"] == 2
         assert api.client.delete(f"/v1/documents/{doc['document_id']}", headers=api.headers).status_code == 204
         assert support.search("refund") == []
+
+
+def test_answer_runs_are_durable_on_postgres(make_container, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Workflow runs and their event log on PostgreSQL (JSON columns, timestamps, review)."""
+    container = make_container(database_url=pg_url)
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        api.ingest("refunds.txt", "Customers may request a full refund within 30 days of purchase.", acl=["tenant:*"])
+        body = api.answer("How many days do customers have to request a refund?")
+        assert not body["abstained"] and "30 days" in body["answer"]
+        run = api.run(body["run_id"])
+        assert [s["status"] for s in run["steps"]] == ["completed"] * 3
+        paused = api.answer("Is there a dress code for the office?", workflow="support_assistant")
+        assert paused["status"] == "awaiting_review"
+        r = client.post(f"/v1/runs/{paused['run_id']}/review", headers=api.headers, json={"action": "reject"})
+        assert r.status_code == 200 and r.json()["status"] == "rejected"
