@@ -1,4 +1,4 @@
-"""`cairn serve | ingest | search`. The server owns the embedded engine (one process per data
+"""`cairn serve | ingest | search | eval | snapshot`. The server owns the embedded engine (one process per data
 directory), so `ingest` and `search` talk to it over HTTP like any other client."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from app import cli_eval, cli_snapshot
 from core.settings import Settings, get_settings
 
 TERMINAL = {"indexed", "failed"}
@@ -104,6 +105,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker for ingest jobs. Needs CAIRN_REDIS_URL, the same CAIRN_DATABASE_URL as the
+    API and the API's data directory (stored originals) on a shared path."""
+    from app.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    if not settings.redis_url:
+        sys.exit("cairn worker needs CAIRN_REDIS_URL (without it the API runs jobs in-process)")
+    run_worker(settings)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     settings = get_settings()
     headers = {"Authorization": f"Bearer {_key(settings, args.key)}"}
@@ -132,12 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url")
     p.add_argument("--key")
     p.set_defaults(fn=cmd_ingest)
+    p = sub.add_parser("worker", help="run a Celery worker for ingest jobs (needs CAIRN_REDIS_URL)")
+    p.set_defaults(fn=cmd_worker)
     p = sub.add_parser("search", help="hybrid search")
     p.add_argument("query")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--url")
     p.add_argument("--key")
     p.set_defaults(fn=cmd_search)
+    cli_eval.add_parser(sub)
+    cli_snapshot.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+from app import metrics
 from app.auth import KeyStore
 from app.db import make_engine, make_session_factory, migrate
+from app.dispatch import CeleryDispatcher, RecoverySweep, thread_admission
+from app.handoff import IndexApplier
 from app.jobs import ThreadJobRunner
 from app.services.blobs import BlobStore
+from app.services.connector_scheduler import SyncScheduler
+from app.services.connector_sync import ConnectorSyncRunner
+from app.services.connectors import ConnectorService
 from app.services.documents import DocumentService
+from app.services.eval_datasets import EvalDatasetService
+from app.services.eval_jobs import EvalJobs
+from app.services.eval_search import ConfigSearch
+from app.services.evals import EvalService
 from app.services.retriever import SearcherRetriever
 from core.models import Role
 from core.protocols import VectorIndex
-from core.settings import ModelsSettings, Settings
+from core.settings import ModelsSettings, SearchSettings, Settings
 from ingestion.chunking import TokenChunker
+from ingestion.connectors import AccessPolicy
 from ingestion.parsing import UnstructuredParser
 from ingestion.pipeline import IngestionPipeline
 from orchestration.answers import AnswerService
@@ -24,7 +36,10 @@ from orchestration.gateway.config import RetryPolicy
 from orchestration.workflows.registry import WorkflowRegistry
 from orchestration.workflows.store import RunStore
 from retrieval.embedder import SentenceTransformerEmbedder
+from retrieval.gatherers import GathererRegistry
+from retrieval.rerank import LearnedReranker, Reranker
 from retrieval.search import HybridSearcher
+from retrieval.service import RetrievalDefaults, RetrievalService
 from retrieval.sparse import Bm25SparseEncoder
 
 log = logging.getLogger(__name__)
@@ -41,6 +56,39 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
     from retrieval.index.edge import EdgeIndex
 
     return EdgeIndex(settings.index_path, dense_dim=dim)
+
+
+def build_reranker(search: SearchSettings) -> Reranker:
+    """A local cross-encoder when CAIRN_SEARCH__RERANKER_MODEL_PATH names one, else the offline
+    learned reranker (numpy only)."""
+    if search.reranker_model_path:
+        from retrieval.rerank.cross_encoder import CrossEncoderReranker
+
+        return CrossEncoderReranker(search.reranker_model_path)
+    return LearnedReranker(search.reranker_weights_path)
+
+
+def build_retrieval(
+    search: SearchSettings, searcher: HybridSearcher, count_tokens: Callable[[str], int]
+) -> RetrievalService:
+    """Gatherers from YAML (shipped file unless CAIRN_SEARCH__GATHERERS_PATH), reranker, defaults."""
+    defaults = RetrievalDefaults(
+        top_k=search.default_top_k,
+        fusion=search.fusion,
+        rrf_k=search.rrf_k,
+        dense_weight=search.dense_weight,
+        sparse_weight=search.sparse_weight,
+        merge_rrf_k=search.merge_rrf_k,
+        rerank=search.rerank,
+        rerank_depth=search.rerank_depth,
+        dedupe_threshold=search.dedupe_threshold,
+        mmr_lambda=search.mmr_lambda,
+        max_concurrency=search.gatherer_concurrency,
+    )
+    registry = GathererRegistry.from_yaml(search.gatherers_path, search.default_gatherers)
+    return RetrievalService(
+        searcher, registry, build_reranker(search), defaults=defaults, count_tokens=count_tokens
+    )
 
 
 def build_model_gateway(models: ModelsSettings) -> ModelGateway:
@@ -91,8 +139,9 @@ class Container:
             self.sparse,
         )
         self.runner = ThreadJobRunner(self._run_jobs, threads=settings.ingestion.worker_threads)
+        enqueue, admit = self._build_dispatch()
         self.documents = DocumentService(
-            self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, self.runner.enqueue
+            self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, enqueue, admit
         )
         self.searcher = HybridSearcher(
             self.embedder,
@@ -101,10 +150,32 @@ class Container:
             prefetch_limit=settings.search.prefetch_limit,
             rrf_k=settings.search.rrf_k,
         )
+        self.retrieval = build_retrieval(settings.search, self.searcher, self.embedder.count_tokens)
         self._build_answers()
+        self._build_evals()
+        self._build_connectors()
         self.new_admin_key: str | None = None
         self._closed = False
         self._runs_recovered = False
+
+    def _build_dispatch(self) -> tuple[Callable[[str], None], Callable[[], None]]:
+        """Where ingest jobs run: Celery workers when CAIRN_REDIS_URL is set, else this process."""
+        jobs = self.settings.jobs
+        self.sweep: RecoverySweep | None = None
+        self.applier: IndexApplier | None = None
+        if not self.settings.redis_url:
+            return self.runner.enqueue, thread_admission(self.runner.depth, jobs.max_queue_depth)
+        import redis
+
+        from app import worker
+
+        celery_app = worker.configure(self.settings)
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        dispatcher = CeleryDispatcher(client, celery_app, worker.QUEUE, worker.TASK, jobs.max_queue_depth)
+        self.sweep = RecoverySweep(self.sessions, dispatcher.enqueue, jobs.sweep_interval_s, jobs.stale_after_s)
+        if not self.settings.qdrant_url:  # this process owns the embedded engine: apply workers' results
+            self.applier = IndexApplier(client, lambda ready: self.documents.finish(ready))
+        return dispatcher.enqueue, dispatcher.admit
 
     def _build_answers(self) -> None:
         """Answers: model gateway, durable workflow runs on the app's SQL database."""
@@ -120,6 +191,37 @@ class Container:
             default_top_k=self.settings.search.default_top_k,
         )
 
+    def _build_evals(self) -> None:
+        """Evaluation jobs: their own single worker thread, so a long run never delays ingestion.
+        A `hybrid+rerank` configuration uses `self.retrieval` (the full retrieval service) when the
+        container has one."""
+        self.eval_runner = ThreadJobRunner(self._run_evals, threads=1, max_batch=1)
+        self.eval_datasets = EvalDatasetService(self.sessions, self.documents)
+        search = ConfigSearch(self.searcher, lambda: getattr(self, "retrieval", None))
+        self.eval_jobs = EvalJobs(self.sessions, self.eval_datasets, search, self.eval_runner.enqueue)
+        self.evals = EvalService(
+            self.sessions, self.eval_datasets, self.eval_runner.enqueue, lambda: search.rerank_available
+        )
+
+    def _build_connectors(self) -> None:
+        """Connector syncs run on their own single thread (a sync waits for the ingest jobs it
+        submits, so it must not occupy an ingest worker); the scheduler starts due syncs."""
+        cfg = self.settings.connectors
+        policy = AccessPolicy(tuple(cfg.filesystem_roots), tuple(cfg.allowed_hosts),
+                              self.settings.ingestion.max_upload_bytes)
+        self.sync_runner = ThreadJobRunner(self._run_syncs, threads=1, max_batch=1)
+        self.connector_sync = ConnectorSyncRunner(self.sessions, self.documents, policy, cfg.sync_timeout_s)
+        self.connectors = ConnectorService(
+            self.sessions, self.documents, policy, self.sync_runner.enqueue, cfg.min_interval_s
+        )
+        self.scheduler = SyncScheduler(self.connectors.run_due, cfg.scheduler_tick_s) if cfg.scheduler else None
+
+    def _run_syncs(self, sync_ids: list[str]) -> None:
+        self.connector_sync.run_jobs(sync_ids)
+
+    def _run_evals(self, run_ids: list[str]) -> None:
+        self.eval_jobs.run_jobs(run_ids)
+
     async def recover_runs(self) -> int:
         """Resume runs a previous process left `running` or `compensating` (their completed
         steps are replayed from the event log, not executed again). Runs once per container, on
@@ -129,7 +231,11 @@ class Container:
             return 0
         self._runs_recovered = True
         store, engine = self.answers.engine.store, self.answers.engine
-        pending = store.list_runs(status="running") + store.list_runs(status="compensating")
+        try:
+            pending = store.list_runs(status="running") + store.list_runs(status="compensating")
+        except Exception:
+            log.exception("could not list unfinished workflow runs; none were resumed")
+            return 0
         for run in pending:
             try:
                 await engine.resume(run.id)
@@ -140,7 +246,10 @@ class Container:
         return len(pending)
 
     def _run_jobs(self, job_ids: list[str]) -> None:
-        self.documents.run_jobs(job_ids)
+        try:
+            self.documents.run_jobs(job_ids)
+        finally:
+            metrics.observe_ingest_jobs(self.sessions, job_ids)
 
     def start(self) -> None:
         migrate(self.engine)
@@ -148,16 +257,39 @@ class Container:
         self.embedder.warm_up()
         self.parser.warm_up()
         self.index.warm_up()
+        self.retrieval.warm_up()
         self.runner.start()
-        recovered = self.runner.recover(self.sessions)
-        if recovered:
-            log.info("re-enqueued %d unfinished jobs", recovered)
+        self.eval_runner.start()
+        if self.sweep is None:
+            recovered = self.runner.recover(self.sessions)
+            if recovered:
+                log.info("re-enqueued %d unfinished jobs", recovered)
+        else:
+            self.sweep.start()
+        if self.applier is not None:
+            self.applier.start()
+        if self.eval_jobs.recover():
+            log.info("re-enqueued unfinished evaluation runs")
+        self.sync_runner.start()
+        if self.connectors.recover():
+            log.info("re-enqueued unfinished connector syncs")
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        self.connector_sync.stop()  # an unfinished sync goes back to the queue for the next start
+        self.sync_runner.shutdown()
+        self.eval_jobs.stop()  # an unfinished run goes back to the queue for the next start
+        self.eval_runner.shutdown()
         self.runner.shutdown()
+        for part in (self.sweep, self.applier):
+            if part is not None:
+                part.stop()
         self.index.close()
         self.engine.dispose()
 

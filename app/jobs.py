@@ -68,16 +68,23 @@ class ThreadJobRunner:
             if stops:
                 return
 
-    def recover(self, sessions: sessionmaker[Session]) -> int:
-        """Re-enqueue jobs a previous process accepted but did not finish. Safe because tasks
-        are idempotent (deterministic chunk ids, version checks)."""
+    def recover(self, sessions: sessionmaker[Session], kind: str = "ingest") -> int:
+        """Re-enqueue jobs of `kind` a previous process accepted but did not finish. Safe because
+        tasks are idempotent (deterministic chunk ids, version checks)."""
         with sessions() as s:
             ids = s.scalars(
-                select(Job.id).where(Job.state.in_([st.value for st in ACTIVE_STATES])).order_by(Job.created_at)
+                select(Job.id)
+                .where(Job.kind == kind, Job.state.in_([st.value for st in ACTIVE_STATES]))
+                .order_by(Job.created_at)
             ).all()
         for job_id in ids:
             self.enqueue(job_id)
         return len(ids)
+
+    def depth(self) -> int:
+        """Jobs accepted and not finished (queued or running)."""
+        with self._lock:
+            return self._busy
 
     def idle(self) -> bool:
         with self._lock:

@@ -12,6 +12,7 @@
     ├── Conflict                   conflict                409
     ├── RateLimited                rate_limited            429
     ├── Unavailable                unavailable             503
+    │   └── QueueUnavailable       queue_unavailable       503
     ├── ParseError                 parse_failed            (job failure reason)
     └── IndexFailure               index_failed            500 (message is safe)
 
@@ -79,6 +80,12 @@ class RateLimited(CairnError):
 
 class Unavailable(CairnError):
     code = "unavailable"
+
+
+class QueueUnavailable(Unavailable):
+    """The job queue (Redis) cannot take work right now; nothing was accepted."""
+
+    code = "queue_unavailable"
 
 
 class ParseError(CairnError):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,11 +34,108 @@ class IngestionSettings(BaseModel):
     worker_threads: int = Field(default=2, ge=1, le=16)
 
 
+class JobsSettings(BaseModel):
+    """Background jobs. With CAIRN_REDIS_URL set they run on Celery workers (`cairn worker`);
+    otherwise on in-process threads with the same task code."""
+
+    # new async work is refused (429 + Retry-After) while this many jobs wait
+    max_queue_depth: int = Field(default=5000, ge=1)
+    # an unacknowledged task (its worker died) is redelivered after this long
+    visibility_timeout_s: int = Field(default=3600, ge=5)
+    task_time_limit_s: int = Field(default=1800, ge=10)
+    max_retries: int = Field(default=5, ge=0, le=50)
+    # the API's recovery sweep re-enqueues jobs that sat unfinished this long
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    stale_after_s: float = Field(default=900.0, gt=0)
+
+
 class SearchSettings(BaseModel):
+    """Query-path settings. Fusion and rerank defaults were chosen on SciFact TRAIN with
+    `benchmarks/quality.py --tune` and checked on test (figures in docs/retrieval.md)."""
+
     default_top_k: int = Field(default=5, ge=1, le=100)
     max_top_k: int = Field(default=100, ge=1, le=1000)
     prefetch_limit: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
+    # how a gatherer fuses its dense and BM25 lists unless its YAML entry says otherwise
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    dense_weight: float = Field(default=1.0, ge=0)
+    sparse_weight: float = Field(default=1.0, ge=0)
+    # merging several gatherers' lists (weighted RRF, each gatherer's `weight`)
+    merge_rrf_k: int = Field(default=60, ge=1)
+    # gatherers: the shipped retrieval/gatherers.yaml unless a path is given
+    gatherers_path: Path | None = None
+    default_gatherers: list[str] = Field(default_factory=lambda: ["all"])
+    gatherer_concurrency: int = Field(default=4, ge=1, le=64)
+    # reranking: the offline learned reranker unless a local cross-encoder directory is given
+    rerank: bool = True
+    rerank_depth: int = Field(default=50, ge=1, le=1000)
+    reranker_model_path: str | None = None
+    reranker_weights_path: Path | None = None
+    # near-duplicate removal (word 3-gram Jaccard) and MMR (1.0 = off)
+    dedupe_threshold: float = Field(default=0.8, gt=0, le=1)
+    mmr_lambda: float = Field(default=1.0, ge=0, le=1)
+
+
+class ModelProviderSettings(BaseModel):
+    """One model backend. `external` providers leave the deployment, so they only ever see
+    context whose policy tags are all in `allowed_tags`; self-hosted ones (external=false, e.g. a
+    vLLM server on the same network) may see everything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["extractive", "openai", "anthropic"]
+    model: str = ""
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    external: bool = True
+    allowed_tags: list[str] = Field(default_factory=list)
+    input_per_mtok: float = Field(default=0.0, ge=0)  # USD per million tokens
+    output_per_mtok: float = Field(default=0.0, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class ModelsSettings(BaseModel):
+    """The model gateway. Empty by default: only the local extractive provider (`local`) exists,
+    so the server answers without a network. Example (environment):
+
+        CAIRN_MODELS__PROVIDERS='{"openai": {"kind": "openai", "model": "gpt-4o-mini",
+            "base_url": "https://api.openai.com/v1", "api_key": "sk-...", "allowed_tags": []}}'
+        CAIRN_MODELS__ALIASES='{"accurate": ["openai", "local"]}'
+        CAIRN_MODELS__DEFAULT_BUDGET_USD=50
+    """
+
+    providers: dict[str, ModelProviderSettings] = Field(default_factory=dict)
+    # alias -> provider chain; unset: every default alias tries the remote providers, then local
+    aliases: dict[str, list[str]] = Field(default_factory=dict)
+    budgets_usd: dict[str, float] = Field(default_factory=dict)  # tenant -> spend limit
+    default_budget_usd: float | None = Field(default=None, ge=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    # extra workflow specs (*.yaml) registered next to the built-ins
+    workflows_dir: Path | None = None
+    # resume runs a previous process left unfinished; turn off on all but one replica when
+    # several API processes share one database (runs carry no lease yet)
+    recover_runs: bool = True
+
+
+class ConnectorsSettings(BaseModel):
+    """What connectors may reach. Both lists are empty by default: an API caller can never make
+    the server read its own files or call hosts an operator did not allow. Example:
+
+        CAIRN_CONNECTORS__FILESYSTEM_ROOTS='["/srv/shared"]'
+        CAIRN_CONNECTORS__ALLOWED_HOSTS='["crm-db.internal", "api.example.com"]'
+    """
+
+    filesystem_roots: list[Path] = Field(default_factory=list)
+    # hosts SQL and HTTP JSON connectors may connect to ("*": any); SQLite files must lie under
+    # a filesystem root instead
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # the in-process scheduler; turn off on all but one replica (or let Celery beat drive syncs)
+    scheduler: bool = True
+    scheduler_tick_s: float = Field(default=15.0, gt=0)
+    min_interval_s: int = Field(default=60, ge=1)
+    # how long a sync waits for the ingest jobs it submitted before it reports them pending
+    sync_timeout_s: float = Field(default=3600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -51,6 +149,7 @@ class Settings(BaseSettings):
     qdrant_collection: str = "cairn_chunks"
     redis_url: str | None = None
     admin_key: str | None = None
+    metrics_token: str | None = None  # when set, GET /metrics needs `Authorization: Bearer <token>`
     default_tenant: str = "default"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -62,6 +161,9 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     ingestion: IngestionSettings = IngestionSettings()
     search: SearchSettings = SearchSettings()
+    jobs: JobsSettings = JobsSettings()
+    models: ModelsSettings = ModelsSettings()
+    connectors: ConnectorsSettings = ConnectorsSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
+from sqlalchemy import func, select
 
 from app.deps import ContainerDep, PrincipalDep
 from core.errors import NotFound
@@ -24,6 +27,48 @@ class JobPublic(BaseModel):
     finished_at: UtcDateTime | None
 
 
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+def _public(job: Job) -> JobPublic:
+    return JobPublic(
+        id=job.id, kind=job.kind, state=job.state, progress=job.progress, error=job.error,
+        document_id=job.doc_id, version=job.version, created_at=job.created_at,
+        updated_at=job.updated_at, finished_at=job.finished_at,
+    )
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    state: Annotated[str | None, Query(description="queued, parsing, chunking, embedding, indexed, failed")] = None,
+    kind: Annotated[str | None, Query(description="ingest, sync, eval")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JobsPublic:
+    """Your jobs (admins: the tenant's), newest first."""
+    q = select(Job).where(Job.tenant_id == principal.tenant_id)
+    if principal.role is not Role.admin:
+        q = q.where(Job.created_by == principal.user)
+    if state:
+        q = q.where(Job.state == state)
+    if kind:
+        q = q.where(Job.kind == kind)
+    with container.sessions() as s:
+        count = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+        rows = s.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all()
+        return JobsPublic(data=[_public(j) for j in rows], count=count)
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=JobPublic)
+def retry_job(job_id: str, principal: PrincipalDep, container: ContainerDep) -> JobPublic:
+    """Put a failed ingest job back in the queue; the stored original is reused."""
+    container.documents.retry(principal, job_id)
+    return get_job(job_id, principal, container)
+
+
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: str, principal: PrincipalDep, container: ContainerDep) -> JobPublic:
     """A job is visible to whoever started it and to the tenant's admins."""
@@ -35,8 +80,4 @@ def get_job(job_id: str, principal: PrincipalDep, container: ContainerDep) -> Jo
             or (job.created_by != principal.user and principal.role is not Role.admin)
         ):
             raise NotFound(f"job {job_id!r} not found")
-        return JobPublic(
-            id=job.id, kind=job.kind, state=job.state, progress=job.progress, error=job.error,
-            document_id=job.doc_id, version=job.version, created_at=job.created_at,
-            updated_at=job.updated_at, finished_at=job.finished_at,
-        )
+        return _public(job)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.services.blobs import BlobStore
 from core.errors import CairnError, Conflict, EmptyDocument, InvalidInput, NotFound, PermissionDenied
-from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal, UtcDateTime
+from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal, Role, UtcDateTime
 from core.protocols import VectorIndex
 from core.tables import Document, DocumentAcl, DocumentVersion, Job, utcnow
 from ingestion.parsing import detect_format
@@ -72,6 +72,18 @@ class DocumentsPublic(BaseModel):
 
 
 @dataclass(frozen=True)
+class ReadyVersion:
+    """An embedded document version waiting to go live."""
+
+    job_id: str
+    ref: VersionRef
+    points: list[IndexPoint]
+    acl: list[str]
+    title: str
+    char_count: int
+
+
+@dataclass(frozen=True)
 class Upload:
     data: bytes
     filename: str
@@ -100,14 +112,16 @@ class DocumentService:
         sessions: sessionmaker[Session],
         blobs: BlobStore,
         pipeline: IngestionPipeline,
-        index: VectorIndex,
+        index: VectorIndex | None,
         enqueue: Callable[[str], None],
+        admit: Callable[[], None] = lambda: None,
     ) -> None:
         self._sessions = sessions
         self._blobs = blobs
         self._pipeline = pipeline
         self._index = index
         self._enqueue = enqueue
+        self._admit = admit  # raises RateLimited / Unavailable when new work cannot be queued
 
     # ---- accept ---------------------------------------------------------------------------
 
@@ -117,6 +131,7 @@ class DocumentService:
         if not upload.data.strip():
             raise EmptyDocument("the uploaded file is empty")
         detect_format(upload.data, upload.filename, upload.content_type)  # 415 now, not a failed job
+        self._admit()
         acl = resolve_acl(principal, meta.acl)
         if meta.effective_from and meta.effective_to and meta.effective_to <= meta.effective_from:
             raise InvalidInput("effective_to must be after effective_from", field="effective_to")
@@ -165,17 +180,51 @@ class DocumentService:
                 version=version, created_by=principal.user, state=JobState.queued.value,
             )
             s.add(job)
-        self._enqueue(job.id)  # after the commit: a worker never sees a job that is not stored
+        self._dispatch(job.id)
         return SubmitResult(document_id=doc_id, version=version, job_id=job.id)
+
+    def _dispatch(self, job_id: str) -> None:
+        """Enqueue after the commit, so a worker never sees a job that is not stored. If the queue
+        fails now, the job is still stored as queued and the recovery sweep enqueues it later."""
+        try:
+            self._enqueue(job_id)
+        except Exception:
+            log.warning("could not enqueue job %s now; the recovery sweep will", job_id, exc_info=True)
+
+    def retry(self, principal: Principal, job_id: str) -> None:
+        """Put a failed ingest job back in the queue (for example after its retries ran out
+        while a dependency was down). The stored original is reused."""
+        if not principal.can_write():
+            raise PermissionDenied("retrying a job needs the editor or admin role")
+        self._admit()
+        with self._sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.tenant_id != principal.tenant_id or (
+                job.created_by != principal.user and principal.role is not Role.admin
+            ):
+                raise NotFound(f"job {job_id!r} not found")
+            if job.kind != "ingest" or job.state != JobState.failed.value:
+                raise Conflict(f"only failed ingest jobs can be retried; this one is {job.state}")
+            ver = s.get(DocumentVersion, (job.tenant_id, job.doc_id or "", job.version or 0))
+            if ver is None:
+                raise Conflict("the document of this job was deleted; upload it again")
+            ver.status, ver.error = "queued", None
+            job.state, job.error, job.progress, job.finished_at = JobState.queued.value, None, 0.0, None
+            job.updated_at = utcnow()
+        self._dispatch(job_id)
 
     # ---- run ------------------------------------------------------------------------------
 
     def run_job(self, job_id: str) -> None:
         self.run_jobs([job_id])
 
-    def run_jobs(self, job_ids: list[str]) -> None:
+    def run_jobs(self, job_ids: list[str], publish: Callable[[list[ReadyVersion]], None] | None = None) -> None:
         """Process a batch of ingest jobs: each document is parsed and chunked on its own (a bad
-        one fails only its job), then all their chunks are embedded in one model call."""
+        one fails only its job), then all their chunks are embedded in one model call.
+
+        `publish` receives the embedded versions; by default they go live here. A Celery worker
+        without write access to the embedded engine passes one that hands them to the index
+        owner, which calls `finish()` (see app/worker.py)."""
         chunked: list[tuple[str, Chunked]] = []
         items = [(job_id, self._load(job_id)) for job_id in job_ids]
         self._set_states([j for j, item in items if item is not None], JobState.parsing)
@@ -185,7 +234,7 @@ class DocumentService:
             try:
                 chunked.append((job_id, self._pipeline.parse_and_chunk(item)))
             except Exception as exc:  # recorded as the job reason, never raised
-                self._fail(job_id, item.ref, _reason(job_id, exc))
+                self._fail(job_id, item.ref, _reason(job_id, exc), cleanup=False)
         if not chunked:
             return
         self._set_states([j for j, _ in chunked], JobState.embedding)
@@ -193,28 +242,51 @@ class DocumentService:
             prepared = self._pipeline.embed([c for _, c in chunked])
         except Exception as exc:
             for job_id, c in chunked:
-                self._fail(job_id, c.item.ref, _reason(job_id, exc))
+                self._fail(job_id, c.item.ref, _reason(job_id, exc), cleanup=False)
             return
-        for (job_id, c), version in zip(chunked, prepared, strict=True):
-            ref, meta = c.item.ref, c.item.meta
-            try:
-                went_live = self._go_live(ref, version.points, c.item.acl, meta.title or c.item.filename)
-            except Exception as exc:
-                self._fail(job_id, ref, _reason(job_id, exc))
-                continue
-            with self._sessions.begin() as s:
-                v = s.get(DocumentVersion, (ref.tenant_id, ref.doc_id, ref.version))
-                if v is not None:
-                    v.status = "indexed" if went_live else "superseded"
-                    v.chunk_count = len(version.points)
-                    v.char_count = len(version.parsed.text)
-            self._set_state(job_id, JobState.indexed)
+        ready = [
+            ReadyVersion(
+                job_id=job_id, ref=c.item.ref, points=version.points, acl=c.item.acl,
+                title=c.item.meta.title or c.item.filename, char_count=len(version.parsed.text),
+            )
+            for (job_id, c), version in zip(chunked, prepared, strict=True)
+        ]
+        (publish or self.finish_all)(ready)
+
+    def fail_jobs(self, job_ids: list[str], reason: str) -> None:
+        """Give up on unfinished jobs (a worker's retries ran out); finished ones keep their state."""
+        for job_id in job_ids:
+            with self._sessions() as s:
+                job = s.get(Job, job_id)
+                if job is None or job.state in (JobState.indexed.value, JobState.failed.value):
+                    continue
+                ref = VersionRef(job.tenant_id, job.doc_id or "", job.version or 0, "")
+            self._fail(job_id, ref, reason, cleanup=self._index is not None)
+
+    def finish_all(self, ready: list[ReadyVersion]) -> None:
+        for r in ready:
+            self.finish(r)
+
+    def finish(self, r: ReadyVersion) -> None:
+        """Make an embedded version live (or superseded) and close its job. Idempotent."""
+        try:
+            went_live = self._go_live(r.ref, r.points, r.acl, r.title)
+        except Exception as exc:
+            self._fail(r.job_id, r.ref, _reason(r.job_id, exc))
+            return
+        with self._sessions.begin() as s:
+            v = s.get(DocumentVersion, (r.ref.tenant_id, r.ref.doc_id, r.ref.version))
+            if v is not None:
+                v.status = "indexed" if went_live else "superseded"
+                v.chunk_count = len(r.points)
+                v.char_count = r.char_count
+        self._set_state(r.job_id, JobState.indexed)
 
     def _load(self, job_id: str) -> VersionInput | None:
         with self._sessions() as s:
             job = s.get(Job, job_id)
-            if job is None or job.state in (JobState.indexed.value, JobState.failed.value):
-                return None  # idempotent: a redelivered task for a finished job does nothing
+            if job is None or job.kind != "ingest" or job.state in (JobState.indexed.value, JobState.failed.value):
+                return None  # idempotent: a redelivered task for a finished (or non-ingest) job does nothing
             tenant_id, doc_id, version = job.tenant_id, job.doc_id or "", job.version or 0
             ver = s.get(DocumentVersion, (tenant_id, doc_id, version))
         if ver is None:
@@ -229,8 +301,14 @@ class DocumentService:
             return None
         return VersionInput(ref, data, ver.filename, ver.content_type or None, meta, meta.acl or [])
 
+    def _require_index(self) -> VectorIndex:
+        if self._index is None:
+            raise RuntimeError("this process has no index: it hands embedded versions to the index owner")
+        return self._index
+
     def _go_live(self, ref: VersionRef, points: list[IndexPoint], acl: list[str], title: str) -> bool:
-        self._index.upsert(points)
+        index = self._require_index()
+        index.upsert(points)
         with self._sessions.begin() as s:
             won = s.execute(
                 update(Document)
@@ -244,16 +322,19 @@ class DocumentService:
             if won:
                 _replace_acl_rows(s, ref.tenant_id, ref.doc_id, acl)
         if won:
-            self._index.delete_versions(ref.tenant_id, ref.doc_id, below=ref.version)
+            index.delete_versions(ref.tenant_id, ref.doc_id, below=ref.version)
         else:
-            self._index.delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)
+            index.delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)
         return won
 
-    def _fail(self, job_id: str, ref: VersionRef, reason: str) -> None:
-        try:
-            self._index.delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)
-        except CairnError:
-            log.warning("could not remove partial chunks of %s v%s", ref.doc_id, ref.version)
+    def _fail(self, job_id: str, ref: VersionRef, reason: str, cleanup: bool = True) -> None:
+        """`cleanup` removes chunks a failed go-live may have written; before that step the
+        index holds nothing of this version."""
+        if cleanup:
+            try:
+                self._require_index().delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)
+            except CairnError:
+                log.warning("could not remove partial chunks of %s v%s", ref.doc_id, ref.version)
         with self._sessions.begin() as s:
             v = s.get(DocumentVersion, (ref.tenant_id, ref.doc_id, ref.version))
             if v is not None:
@@ -343,7 +424,7 @@ class DocumentService:
             s.execute(delete(DocumentAcl).where(
                 DocumentAcl.tenant_id == principal.tenant_id, DocumentAcl.doc_id == doc_id))
             s.delete(doc)
-        self._index.delete_versions(principal.tenant_id, doc_id)
+        self._require_index().delete_versions(principal.tenant_id, doc_id)
         for digest in set(hashes):
             if not self._blob_in_use(principal.tenant_id, digest):
                 self._blobs.delete(principal.tenant_id, digest)
