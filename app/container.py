@@ -169,7 +169,7 @@ class Container:
 
         from app import worker
 
-        celery_app = worker.configure(self.settings)
+        celery_app = worker.make_celery(self.settings)
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         dispatcher = CeleryDispatcher(client, celery_app, worker.QUEUE, worker.TASK, jobs.max_queue_depth)
         self.sweep = RecoverySweep(self.sessions, dispatcher.enqueue, jobs.sweep_interval_s, jobs.stale_after_s)

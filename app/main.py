@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
 from app import errors
 from app.container import Container
-from app.routes import documents, health, jobs, keys, search
+from app.metrics import MetricsMiddleware
+from app.routes import (
+    answers,
+    chat,
+    connectors,
+    documents,
+    eval_datasets,
+    evals,
+    health,
+    jobs,
+    keys,
+    metrics,
+    runs,
+    search,
+    ui,
+    workflows,
+)
 from core.settings import Settings, get_settings
 
 
@@ -20,19 +37,30 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if container is None:
             c.start()
         app.state.container = c
+        # in the background: a long interrupted run must not hold up serving new requests
+        recovery = asyncio.create_task(c.recover_runs(), name="recover-workflow-runs")
         try:
             yield
         finally:
+            recovery.cancel()
+            with suppress(asyncio.CancelledError):
+                await recovery
             if container is None:
                 c.close()
 
     app = FastAPI(
         title="Cairn",
         version="0.1.0",
-        description="Self-hosted enterprise RAG: documents with ACLs, hybrid search, grounded answers.",
+        description=(
+            "Self-hosted enterprise RAG: documents with ACLs, hybrid search, grounded answers, "
+            "workflow runs and an OpenAI-compatible chat endpoint."
+        ),
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, keys, documents, jobs, search):
+    app.add_middleware(MetricsMiddleware)
+    for module in (eval_datasets, evals, metrics, connectors):
+        app.include_router(module.router)
+    for module in (health, keys, documents, jobs, search, answers, chat, workflows, runs, ui):
         app.include_router(module.router)
     return app

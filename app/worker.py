@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 QUEUE = "cairn.ingest"
 TASK = "cairn.ingest"
 
-celery = Celery("cairn")
 
 
-def configure(settings: Settings) -> Celery:
-    celery.conf.update(
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app of its own per container: an app's broker connections are fixed once used,
+    so a shared module-level app would keep talking to the first broker it saw."""
+    app = Celery("cairn", set_as_current=False)
+    app.conf.update(
         broker_url=settings.redis_url,
         task_default_queue=QUEUE,
         task_acks_late=True,
@@ -45,8 +47,9 @@ def configure(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         task_ignore_result=True,
     )
-    celery.conf.cairn_settings = settings
-    return celery
+    app.conf.cairn_settings = settings
+    app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True)(ingest)
+    return app
 
 
 class WorkerContext:
@@ -95,16 +98,16 @@ class WorkerContext:
         parser.warm_up()
 
     @classmethod
-    def get(cls) -> WorkerContext:
+    def get(cls, settings: Settings) -> WorkerContext:
         with cls._lock:
             if cls._instance is None:
-                cls._instance = WorkerContext(celery.conf.cairn_settings)
+                cls._instance = WorkerContext(settings)
             return cls._instance
 
 
-@celery.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def ingest(self: Any, job_ids: list[str]) -> None:
-    ctx = WorkerContext.get()
+    """Task `cairn.ingest` (registered by make_celery)."""
+    ctx = WorkerContext.get(self.app.conf.cairn_settings)
     try:
         ctx.documents.run_jobs(job_ids, publish=ctx.publish)
     except Exception as exc:  # infrastructure trouble (SQL, Redis): try again later
@@ -120,9 +123,9 @@ def ingest(self: Any, job_ids: list[str]) -> None:
 
 def run_worker(settings: Settings, concurrency: int = 1) -> None:
     """`cairn worker`: one process, tasks one at a time (torch already uses every core)."""
-    configure(settings)
-    WorkerContext.get()  # load the model before taking the first task
-    celery.worker_main(
+    app = make_celery(settings)
+    WorkerContext.get(settings)  # load the model before taking the first task
+    app.worker_main(
         ["worker", "--pool=solo", "-Q", QUEUE, "--loglevel=INFO", "--without-gossip", "--without-mingle",
          f"--concurrency={concurrency}", "--hostname=cairn@%h"]
     )

@@ -91,6 +91,10 @@ class VectorIndex(Protocol):
 
     def query(self, q: IndexQuery) -> list[IndexHit]: ...
 
+    def query_batch(self, queries: Sequence[IndexQuery]) -> list[list[IndexHit]]:
+        """Several queries in one engine call / round trip; one result list per query, in order."""
+        ...
+
     def count(self, scope: AccessScope, filter: IndexFilter | None = None) -> int: ...
 
     def chunks_of(self, scope: AccessScope, doc_id: str, version: int | None = None) -> list[IndexHit]:

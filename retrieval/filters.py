@@ -58,3 +58,19 @@ def build_index_filter(filters: SearchFilters | None, now: datetime) -> IndexFil
     excluded = _values(f.exclude_policy_tags)
     must_not: tuple[Condition, ...] = (MatchAny("policy_tags", excluded),) if excluded else ()
     return IndexFilter(must=tuple(must), must_not=must_not)
+
+
+def narrow(base: IndexFilter, extra: SearchFilters | None) -> IndexFilter:
+    """`base` AND the match clauses of `extra` (a gatherer's own filter). Both sets of clauses
+    must hold, so a gatherer filter and a request filter on the same field intersect: neither
+    can widen the other, and the effective-date window of `base` stays the only one."""
+    if extra is None:
+        return base
+    must: list[Condition] = list(base.must)
+    for attr, field in _MATCH_FIELDS:
+        values = _values(getattr(extra, attr))
+        if values:
+            must.append(MatchAny(field, values))
+    excluded = _values(extra.exclude_policy_tags)
+    must_not = base.must_not + ((MatchAny("policy_tags", excluded),) if excluded else ())
+    return IndexFilter(must=tuple(must), must_not=must_not)

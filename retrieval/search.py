@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from core.models import AccessScope, IndexHit, IndexQuery, Principal, RetrievedChunk, SearchFilters
+from core.models import (
+    AccessScope,
+    IndexFilter,
+    IndexHit,
+    IndexQuery,
+    Principal,
+    RetrievedChunk,
+    SearchFilters,
+    SparseVector,
+)
 from core.protocols import Embedder, SparseEncoder, VectorIndex
 from retrieval.filters import build_index_filter
 
@@ -47,6 +57,15 @@ def keep_newest_versions(hits: list[IndexHit]) -> list[IndexHit]:
     return [h for h in hits if int(h.payload["version"]) == newest[h.payload["doc_id"]]]
 
 
+@dataclass(frozen=True)
+class EncodedQuery:
+    """A query's vectors, computed once per request and shared by every gatherer."""
+
+    text: str
+    dense: list[float] | None
+    sparse: SparseVector | None
+
+
 class HybridSearcher:
     def __init__(
         self,
@@ -65,6 +84,32 @@ class HybridSearcher:
         self._rrf_k = rrf_k
         self._clock = clock
 
+    @property
+    def index(self) -> VectorIndex:
+        return self._index
+
+    @property
+    def prefetch_limit(self) -> int:
+        return self._prefetch_limit
+
+    @property
+    def rrf_k(self) -> int:
+        return self._rrf_k
+
+    def encode(self, query: str, mode: SearchMode = "hybrid") -> EncodedQuery:
+        dense = self._embedder.embed_query(query) if mode in ("hybrid", "dense") else None
+        sparse = self._sparse.encode_query(query) if mode in ("hybrid", "sparse") else None
+        if sparse is not None and not sparse.indices:
+            # nothing but stopwords: a sparse prefetch would match nothing, dense still can
+            sparse = None
+            if dense is None:
+                dense = self._embedder.embed_query(query)
+        return EncodedQuery(query, dense, sparse)
+
+    def base_filter(self, filters: SearchFilters | None) -> IndexFilter:
+        """The request's filters, with the effective-date window at `as_of` or now."""
+        return build_index_filter(filters, self._clock())
+
     def build_query(
         self,
         principal: Principal,
@@ -74,18 +119,12 @@ class HybridSearcher:
         filters: SearchFilters | None = None,
         mode: SearchMode = "hybrid",
     ) -> IndexQuery:
-        dense = self._embedder.embed_query(query) if mode in ("hybrid", "dense") else None
-        sparse = self._sparse.encode_query(query) if mode in ("hybrid", "sparse") else None
-        if sparse is not None and not sparse.indices:
-            # nothing but stopwords: a sparse prefetch would match nothing, dense still can
-            sparse = None
-            if dense is None:
-                dense = self._embedder.embed_query(query)
+        encoded = self.encode(query, mode)
         return IndexQuery(
             scope=AccessScope.of(principal),
-            filter=build_index_filter(filters, self._clock()),
-            dense=dense,
-            sparse=sparse,
+            filter=self.base_filter(filters),
+            dense=encoded.dense,
+            sparse=encoded.sparse,
             # room for the older-version hits that keep_newest_versions may drop
             limit=top_k * 2,
             prefetch_limit=max(self._prefetch_limit, top_k * 2),

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 import core.tables  # noqa: F401  (registers the tables on Base.metadata)
+import core.tables_connectors  # noqa: F401  (connectors, their items and sync runs)
 import core.tables_evals  # noqa: F401  (retrieval evaluation datasets and runs)
 import core.tables_runs  # noqa: F401  (workflow runs and their step events)
 from core.tables import Base

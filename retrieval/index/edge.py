@@ -44,6 +44,7 @@ from qdrant_edge import (
     Point,
     Prefetch,
     Query,
+    QueryBatchRequest,
     QueryRequest,
     RangeFloat,
     ScrollRequest,
@@ -221,7 +222,7 @@ class EdgeIndex:
 
     # ---- reads (all scoped) -------------------------------------------------------------
 
-    def query(self, q: IndexQuery) -> list[IndexHit]:
+    def _request(self, q: IndexQuery) -> QueryRequest:
         c.validate_query(q, self.dense_dim)
         flt = _to_filter(c.scoped(q.scope, q.filter))
         idf = SearchParams(idf=IdfParams(corpus=_to_filter(c.tenant_only(q.scope.tenant_id))))
@@ -237,7 +238,7 @@ class EdgeIndex:
                 if q.fusion == "dbsf"
                 else Fusion.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None)
             )
-            request = QueryRequest(
+            return QueryRequest(
                 limit=q.limit,
                 query=fusion,
                 prefetches=[
@@ -246,15 +247,25 @@ class EdgeIndex:
                 ],
                 with_payload=q.with_payload,
             )
-        elif dense is not None:
-            request = QueryRequest(limit=q.limit, query=dense, filter=flt, with_payload=q.with_payload)
-        else:
-            request = QueryRequest(
-                limit=q.limit, query=sparse, filter=flt, params=idf, with_payload=q.with_payload
-            )
+        if dense is not None:
+            return QueryRequest(limit=q.limit, query=dense, filter=flt, with_payload=q.with_payload)
+        return QueryRequest(limit=q.limit, query=sparse, filter=flt, params=idf, with_payload=q.with_payload)
+
+    def query(self, q: IndexQuery) -> list[IndexHit]:
+        request = self._request(q)
         with _engine("search"):
             found = self._open().query(request)
         return [_hit(p) for p in found]
+
+    def query_batch(self, queries: Sequence[IndexQuery]) -> list[list[IndexHit]]:
+        """One engine call for several queries (the engine plans them as one pass over the
+        segments, and the GIL is taken once instead of once per query)."""
+        if not queries:
+            return []
+        requests = [self._request(q) for q in queries]
+        with _engine("search"):
+            found = self._open().query_batch(QueryBatchRequest(requests))
+        return [[_hit(p) for p in points] for points in found]
 
     def count(self, scope: AccessScope, filter: IndexFilter | None = None) -> int:
         flt = _to_filter(c.scoped(scope, filter))

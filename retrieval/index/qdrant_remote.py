@@ -187,7 +187,7 @@ class QdrantIndex:
 
     # ---- reads (all scoped) -------------------------------------------------------------
 
-    def query(self, q: IndexQuery) -> list[IndexHit]:
+    def _request(self, q: IndexQuery) -> models.QueryRequest:
         c.validate_query(q, self.dense_dim)
         flt = _to_filter(c.scoped(q.scope, q.filter))
         idf = models.SearchParams(
@@ -198,7 +198,7 @@ class QdrantIndex:
             if q.sparse is not None
             else None
         )
-        kwargs: dict[str, Any]
+        common: dict[str, Any] = {"limit": q.limit, "with_payload": q.with_payload}
         if q.dense is not None and sparse is not None:
             fusion: Any = (
                 models.FusionQuery(fusion=models.Fusion.DBSF)
@@ -207,26 +207,31 @@ class QdrantIndex:
                     rrf=models.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None)
                 )
             )
-            kwargs = {
-                "query": fusion,
-                "prefetch": [
+            return models.QueryRequest(
+                query=fusion,
+                prefetch=[
                     models.Prefetch(query=q.dense, using=c.DENSE, filter=flt, limit=q.prefetch_limit),
                     models.Prefetch(
                         query=sparse, using=c.SPARSE, filter=flt, limit=q.prefetch_limit, params=idf
                     ),
                 ],
-            }
-        elif q.dense is not None:
-            kwargs = {"query": q.dense, "using": c.DENSE, "query_filter": flt}
-        else:
-            kwargs = {"query": sparse, "using": c.SPARSE, "query_filter": flt, "search_params": idf}
-        with _server("search"):
-            found = (
-                self._open()
-                .query_points(self.collection, limit=q.limit, with_payload=q.with_payload, **kwargs)
-                .points
+                **common,
             )
-        return [_hit(p) for p in found]
+        if q.dense is not None:
+            return models.QueryRequest(query=q.dense, using=c.DENSE, filter=flt, **common)
+        return models.QueryRequest(query=sparse, using=c.SPARSE, filter=flt, params=idf, **common)
+
+    def query(self, q: IndexQuery) -> list[IndexHit]:
+        return self.query_batch([q])[0]
+
+    def query_batch(self, queries: Sequence[IndexQuery]) -> list[list[IndexHit]]:
+        """One round trip for several queries (`query_batch_points`)."""
+        if not queries:
+            return []
+        requests = [self._request(q) for q in queries]
+        with _server("search"):
+            found = self._open().query_batch_points(self.collection, requests=requests)
+        return [[_hit(p) for p in response.points] for response in found]
 
     def count(self, scope: AccessScope, filter: IndexFilter | None = None) -> int:
         flt = _to_filter(c.scoped(scope, filter))

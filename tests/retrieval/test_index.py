@@ -360,3 +360,24 @@ def test_edge_shard_serves_queries_while_another_thread_upserts(shard_dir: Path)
         assert idx.count(ALICE) == 1 + 10 * 100
     finally:
         idx.close()
+
+
+def test_query_batch_answers_each_query_as_if_alone_and_stays_scoped(index: VectorIndex) -> None:
+    index.upsert(
+        [
+            point("d1", 0, "quarterly revenue grew in europe"),
+            point("d2", 1, "revenue recognition rules", acl=("group:hr",)),
+            point("d3", 2, "vacation policy for new employees"),
+        ]
+    )
+    sparse = ENC.encode_query("revenue policy")
+    queries = [
+        q(dense=unit(0), limit=3),
+        q(sparse=sparse, limit=3),
+        q(dense=unit(2), sparse=sparse, limit=3, prefetch_limit=3),
+        q(dense=unit(1), limit=3, filter=IndexFilter(must=(MatchAny("doc_id", ("d2",)),))),
+    ]
+    batched = index.query_batch(queries)
+    assert [[h.id for h in hits] for hits in batched] == [[h.id for h in index.query(x)] for x in queries]
+    assert batched[3] == []  # d2 is hr-only: a batch cannot read past the scope either
+    assert index.query_batch([]) == []

@@ -1,0 +1,141 @@
+"""Running gatherers against the index: every gatherer of a request in ONE engine call.
+
+Why one batch, not a thread per gatherer: the embedded engine holds the GIL for the whole of
+every call, so threads cannot overlap engine queries; four gatherers on four threads cost four
+queries back to back plus the hand-offs. `VectorIndex.query_batch` plans all of them as one pass
+over the segments (one GIL acquisition; one round trip on a Qdrant server), which is what makes
+"four gatherers in parallel" cost about one query (benchmarks/gatherers.py). If the batch fails,
+each gatherer is retried alone, so one bad gatherer only fails itself.
+
+Two query shapes, chosen per request:
+
+* plain (no rerank, no explain): one hybrid query per gatherer, dense + BM25 prefetches fused by
+  the engine (RRF or DBSF) — the cheapest call, and the one the latency target is measured on;
+* staged (rerank or explain): the dense-only and the sparse-only lists of each gatherer in the
+  same batch, fused here with `retrieval.fusion` (the engine's exact formulas), because the
+  reranker needs the raw cosine and BM25 scores that an engine-fused result no longer carries.
+  Both shapes rank identically (tests/retrieval/test_gather.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from core.models import AccessScope, IndexFilter, IndexQuery, Principal, RetrievedChunk
+from retrieval.fusion import FusionMethod, fuse
+from retrieval.search import EncodedQuery, HybridSearcher, to_chunk
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatherCall:
+    """One gatherer's share of a request: its name, full filter (request AND gatherer; the
+    adapter adds tenant + ACL) and how many chunks it contributes."""
+
+    name: str
+    filter: IndexFilter
+    limit: int
+    fusion: FusionMethod = "rrf"
+    rrf_k: int = 60
+    weights: tuple[float, float] | None = None  # (dense, sparse)
+
+
+GatherOutcome = list[RetrievedChunk] | Exception
+
+
+class GatherBackend(Protocol):
+    """Runs several gatherer calls for one query, synchronously (the service puts it in a
+    thread). One outcome per call, in order: a ranked chunk list or the exception it raised."""
+
+    def gather(
+        self, principal: Principal, query: EncodedQuery, calls: Sequence[GatherCall], *, staged: bool
+    ) -> list[GatherOutcome]: ...
+
+
+def keep_newest_chunks(chunks: list[RetrievedChunk]) -> list[RetrievedChunk]:
+    newest: dict[str, int] = {}
+    for c in chunks:
+        newest[c.doc_id] = max(newest.get(c.doc_id, -1), c.version)
+    return [c for c in chunks if c.version == newest[c.doc_id]]
+
+
+def _ranked(hits: list[RetrievedChunk], stage: str) -> list[RetrievedChunk]:
+    return [
+        c.model_copy(update={"scores": {stage: c.score, f"{stage}_rank": float(r)}})
+        for r, c in enumerate(hits, start=1)
+    ]
+
+
+class IndexGatherBackend:
+    """`GatherBackend` over a `VectorIndex`, sharing the searcher's query encoding."""
+
+    def __init__(self, searcher: HybridSearcher) -> None:
+        self._searcher = searcher
+
+    def _queries(
+        self, scope: AccessScope, q: EncodedQuery, call: GatherCall, staged: bool
+    ) -> list[IndexQuery]:
+        base = IndexQuery(
+            scope=scope,
+            filter=call.filter,
+            dense=q.dense,
+            sparse=q.sparse,
+            # room for the older-version hits that keep_newest_versions may drop
+            limit=call.limit * 2,
+            prefetch_limit=max(self._searcher.prefetch_limit, call.limit * 2),
+            fusion=call.fusion,
+            rrf_k=call.rrf_k,
+            weights=call.weights if call.fusion == "rrf" else None,
+        )
+        if staged and q.dense is not None and q.sparse is not None:
+            return [
+                replace(base, sparse=None, limit=base.prefetch_limit),
+                replace(base, dense=None, limit=base.prefetch_limit),
+            ]
+        return [base]
+
+    def _finish(
+        self, call: GatherCall, q: EncodedQuery, results: list[list[RetrievedChunk]]
+    ) -> GatherOutcome:
+        if len(results) == 2:
+            weights = dict(zip(("dense", "sparse"), call.weights, strict=True)) if call.weights else None
+            lists = {"dense": _ranked(results[0], "dense"), "sparse": _ranked(results[1], "sparse")}
+            fused = fuse(
+                lists, call.fusion, k=call.rrf_k, weights=weights, key="hybrid", limit=call.limit * 2
+            )
+            chunks = [f.chunk for f in fused]
+        else:
+            stage = "sparse" if q.dense is None else ("dense" if q.sparse is None else "hybrid")
+            chunks = _ranked(results[0], stage)
+        return keep_newest_chunks(chunks)[: call.limit]
+
+    def gather(
+        self, principal: Principal, query: EncodedQuery, calls: Sequence[GatherCall], *, staged: bool
+    ) -> list[GatherOutcome]:
+        scope = AccessScope.of(principal)
+        plans = [self._queries(scope, query, call, staged) for call in calls]
+        flat = [iq for plan in plans for iq in plan]
+        index = self._searcher.index
+        try:
+            hits = index.query_batch(flat)
+        except Exception:
+            _log.warning("batched gatherer query failed; retrying each gatherer alone", exc_info=True)
+            return [self._alone(call, query, plan) for call, plan in zip(calls, plans, strict=True)]
+        out: list[GatherOutcome] = []
+        at = 0
+        for call, plan in zip(calls, plans, strict=True):
+            part = hits[at : at + len(plan)]
+            at += len(plan)
+            out.append(self._finish(call, query, [[to_chunk(h) for h in lst] for lst in part]))
+        return out
+
+    def _alone(self, call: GatherCall, query: EncodedQuery, plan: list[IndexQuery]) -> GatherOutcome:
+        try:
+            hits = self._searcher.index.query_batch(plan)
+        except Exception as exc:
+            return exc
+        return self._finish(call, query, [[to_chunk(h) for h in lst] for lst in hits])

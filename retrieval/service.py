@@ -1,0 +1,282 @@
+"""The query path for one request, end to end: gatherers -> merge -> rerank -> dedupe -> context.
+
+    encode query once -> gatherers concurrently (per-gatherer timeout; one engine batch for all
+    index gatherers) -> weighted RRF merge with provenance -> rerank -> near-duplicate removal ->
+    top_k -> optional context window within a token budget
+
+A gatherer that times out or fails becomes a `GathererError` beside the other gatherers' results:
+partial results, never an exception, unless every gatherer failed (then `Unavailable`). Tenant and
+ACL are applied by the index adapter on every engine read, and gatherer / request filters are
+ANDed onto them, so no gatherer and no request value can widen what the principal may read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import InvalidInput, Unavailable
+from core.models import Principal, RetrievedChunk, SearchFilters
+from retrieval.context import ContextWindow, TokenCount, approx_tokens, build_context
+from retrieval.dedupe import Dropped, drop_near_duplicates, mmr
+from retrieval.filters import narrow
+from retrieval.fusion import Contribution, FusionMethod, rrf
+from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGatherBackend
+from retrieval.gatherers import BoundGatherer, GathererRegistry
+from retrieval.rerank.protocol import Reranker
+from retrieval.search import EncodedQuery, HybridSearcher, SearchMode
+
+INDEX = "index"
+
+
+@dataclass(frozen=True)
+class RetrievalDefaults:
+    """Fusion and post-processing defaults; values chosen by benchmarks/quality.py (see the
+    settings docstring in core/settings.py for the measured figures)."""
+
+    top_k: int = 5
+    fusion: FusionMethod = "rrf"
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    merge_rrf_k: int = 60
+    rerank: bool = True
+    rerank_depth: int = 50
+    dedupe_threshold: float = 0.8
+    mmr_lambda: float = 1.0
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class GathererError:
+    gatherer: str
+    code: str  # "timeout" | "failed"
+    message: str
+
+
+@dataclass
+class RetrievalResult:
+    chunks: list[RetrievedChunk]
+    errors: list[GathererError] = field(default_factory=list)
+    explain: dict[str, Any] | None = None
+    context: ContextWindow | None = None
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)
+
+
+class RetrievalService:
+    """Async facade over the synchronous engine path. Cheap to construct; the searcher's
+    embedder and the reranker are warmed up by the composition root."""
+
+    def __init__(
+        self,
+        searcher: HybridSearcher,
+        registry: GathererRegistry,
+        reranker: Reranker | None = None,
+        *,
+        defaults: RetrievalDefaults | None = None,
+        sources: Mapping[str, GatherBackend] | None = None,
+        count_tokens: TokenCount = approx_tokens,
+    ) -> None:
+        self._searcher = searcher
+        self.registry = registry
+        self._reranker = reranker
+        self.defaults = defaults or RetrievalDefaults()
+        self._index_backend = IndexGatherBackend(searcher)
+        self._sources = dict(sources or {})  # gatherer name -> backend other than the index
+        self._count = count_tokens
+        # one semaphore per event loop: the API's loop and `asyncio.run` in worker threads
+        # (evaluation jobs) must not share a loop-bound primitive
+        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def warm_up(self) -> None:
+        if self._reranker is not None:
+            self._reranker.warm_up()
+
+    def _limit(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._limits.get(loop)
+        if sem is None:
+            sem = self._limits[loop] = asyncio.Semaphore(self.defaults.max_concurrency)
+        return sem
+
+    def _call(self, g: BoundGatherer, base: SearchFilters | None, top_k: int, rerank: bool) -> GatherCall:
+        d, s = self.defaults, g.spec
+        limit = max(s.top_k, top_k, d.rerank_depth if rerank else 0)
+        fusion = s.fusion or d.fusion
+        weights = (s.dense_weight or d.dense_weight, s.sparse_weight or d.sparse_weight)
+        return GatherCall(
+            name=s.name,
+            filter=narrow(self._searcher.base_filter(base), g.filters),
+            limit=limit,
+            fusion=fusion,
+            rrf_k=s.rrf_k or d.rrf_k,
+            weights=None if weights == (1.0, 1.0) or fusion != "rrf" else weights,
+        )
+
+    async def _run_backend(
+        self,
+        backend: GatherBackend,
+        principal: Principal,
+        q: EncodedQuery,
+        calls: list[GatherCall],
+        staged: bool,
+    ) -> list[GatherOutcome]:
+        async with self._limit():
+            return await asyncio.to_thread(backend.gather, principal, q, calls, staged=staged)
+
+    async def _gather(
+        self,
+        principal: Principal,
+        q: EncodedQuery,
+        bound: list[BoundGatherer],
+        calls: list[GatherCall],
+        staged: bool,
+    ) -> tuple[dict[str, list[RetrievedChunk]], list[GathererError], dict[str, float]]:
+        groups: dict[int, tuple[GatherBackend, list[int]]] = {}
+        for i, g in enumerate(bound):
+            backend = self._sources.get(g.spec.name, self._index_backend)
+            groups.setdefault(id(backend), (backend, []))[1].append(i)
+        tasks: dict[int, asyncio.Task[list[GatherOutcome]]] = {}
+        position: dict[int, tuple[int, int]] = {}
+        for key, (backend, members) in groups.items():
+            tasks[key] = asyncio.create_task(
+                self._run_backend(backend, principal, q, [calls[i] for i in members], staged)
+            )
+            for slot, i in enumerate(members):
+                position[i] = (key, slot)
+        t0 = time.perf_counter()
+
+        async def one(i: int) -> tuple[GatherOutcome | None, float]:
+            key, slot = position[i]
+            try:
+                async with asyncio.timeout(bound[i].spec.timeout_s):
+                    outcomes = await asyncio.shield(tasks[key])
+            except TimeoutError:
+                return None, _ms(t0)
+            except Exception as exc:  # the backend itself broke: every member fails alike
+                return exc, _ms(t0)
+            return outcomes[slot], _ms(t0)
+
+        done = await asyncio.gather(*(one(i) for i in range(len(bound))))
+        for task in tasks.values():
+            if not task.done():  # a slow source keeps running in its thread; its result is dropped
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        lists: dict[str, list[RetrievedChunk]] = {}
+        errors: list[GathererError] = []
+        timings: dict[str, float] = {}
+        for g, (outcome, ms) in zip(bound, done, strict=True):
+            name = g.spec.name
+            timings[name] = ms
+            if outcome is None:
+                errors.append(GathererError(name, "timeout", f"no answer within {g.spec.timeout_s} s"))
+            elif isinstance(outcome, Exception):
+                reason = (
+                    outcome.message
+                    if isinstance(outcome, InvalidInput | Unavailable)
+                    else type(outcome).__name__
+                )
+                errors.append(GathererError(name, "failed", f"gatherer failed: {reason}"))
+            else:
+                lists[name] = [c.model_copy(update={"gatherer": name}) for c in outcome]
+        return lists, errors, timings
+
+    async def retrieve(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        gatherers: Sequence[str] | None = None,
+        params: Mapping[str, str] | None = None,
+        rerank: bool | None = None,
+        explain: bool = False,
+        mode: SearchMode = "hybrid",
+        context_tokens: int | None = None,
+    ) -> RetrievalResult:
+        d = self.defaults
+        if not query.strip():
+            raise InvalidInput("query must not be blank", field="query")
+        top_k = top_k or d.top_k
+        do_rerank = (d.rerank if rerank is None else rerank) and self._reranker is not None
+        bound = self.registry.resolve(gatherers, params)  # 422s before any work
+        timings: dict[str, Any] = {}
+        t_all = t0 = time.perf_counter()
+        q = await asyncio.to_thread(self._searcher.encode, query, mode)
+        timings["encode_ms"] = _ms(t0)
+        calls = [self._call(g, filters, top_k, do_rerank) for g in bound]
+        t0 = time.perf_counter()
+        lists, errors, per_gatherer = await self._gather(principal, q, bound, calls, do_rerank or explain)
+        timings["gather_ms"] = _ms(t0)
+        if not lists:
+            raise Unavailable("every gatherer failed or timed out: " + "; ".join(e.message for e in errors))
+
+        t0 = time.perf_counter()
+        provenance: dict[str, tuple[Contribution, ...]]
+        if len(lists) == 1:
+            ((name, only),) = lists.items()
+            ranked = only
+            provenance = {c.chunk_id: (Contribution(name, r, c.score),) for r, c in enumerate(only, 1)}
+        else:
+            weights = {g.spec.name: g.spec.weight for g in bound if g.spec.name in lists}
+            fused = rrf(lists, k=d.merge_rrf_k, weights=weights, key="merged")
+            ranked = [f.chunk for f in fused]
+            provenance = {f.chunk.chunk_id: f.contributions for f in fused}
+        timings["merge_ms"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        if do_rerank:
+            assert self._reranker is not None
+            head, tail = ranked[: d.rerank_depth], ranked[d.rerank_depth :]
+            ranked = await asyncio.to_thread(self._reranker.rerank, query, head) + tail
+        timings["rerank_ms"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        if d.mmr_lambda < 1.0:
+            ranked = mmr(ranked, k=min(len(ranked), top_k * 4), lambda_=d.mmr_lambda)
+        kept, dropped = drop_near_duplicates(ranked, d.dedupe_threshold, limit=top_k)
+        timings["dedupe_ms"] = _ms(t0)
+        context = build_context(kept, context_tokens, self._count) if context_tokens else None
+        timings["total_ms"] = _ms(t_all)
+        result = RetrievalResult(kept, errors, None, context)
+        if explain:
+            result.explain = self._explain(kept, provenance, dropped, timings, per_gatherer, do_rerank)
+        return result
+
+    def _explain(
+        self,
+        kept: list[RetrievedChunk],
+        provenance: Mapping[str, tuple[Contribution, ...]],
+        dropped: list[Dropped],
+        timings: dict[str, Any],
+        per_gatherer: dict[str, float],
+        reranked: bool,
+    ) -> dict[str, Any]:
+        return {
+            "timings_ms": {**timings, "gatherers": per_gatherer},
+            "reranker": type(self._reranker).__name__ if reranked else None,
+            "results": [
+                {
+                    "chunk_id": c.chunk_id,
+                    "gatherers": [
+                        {"gatherer": p.source, "rank": p.rank, "score": p.score}
+                        for p in provenance.get(c.chunk_id, ())
+                    ],
+                    "scores": c.scores,
+                }
+                for c in kept
+            ],
+            "dropped_duplicates": [
+                {"chunk_id": x.chunk_id, "duplicate_of": x.kept_chunk_id, "similarity": x.similarity}
+                for x in dropped
+            ],
+        }

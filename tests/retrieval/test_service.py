@@ -1,0 +1,258 @@
+"""The retrieval service on the real embedded engine: gatherers, partial results, ACL, rerank.
+
+Query vectors come from a small deterministic bag-of-words embedder (no model load); what is under
+test is the path around the engine, not the embedding model."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from core.errors import Unavailable
+from core.models import (
+    EFFECTIVE_MAX_TS,
+    EFFECTIVE_MIN_TS,
+    IndexPoint,
+    Principal,
+    RetrievedChunk,
+    SearchFilters,
+    chunk_id,
+)
+from retrieval.gather import GatherCall, GatherOutcome
+from retrieval.gatherers import GathererRegistry, GathererSpec, MissingGathererParam, UnknownGatherer
+from retrieval.index.edge import EdgeIndex
+from retrieval.rerank import LearnedReranker
+from retrieval.search import EncodedQuery, HybridSearcher
+from retrieval.service import RetrievalService
+from retrieval.sparse import Bm25SparseEncoder
+
+pytestmark = pytest.mark.integration
+DIM = 64
+ALICE = Principal(tenant_id="t1", user="alice", groups=("support",))
+BOB = Principal(tenant_id="t1", user="bob", groups=("sales",))
+
+
+class BagOfWords:
+    dim, model_id = DIM, "bow"
+
+    def warm_up(self) -> None:
+        pass
+
+    def embed_query(self, text: str) -> list[float]:
+        v = [0.0] * DIM
+        for w in text.lower().split():
+            v[int(hashlib.md5(w.encode()).hexdigest(), 16) % DIM] += 1.0
+        n = math.sqrt(sum(x * x for x in v)) or 1.0
+        return [x / n for x in v]
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self.embed_query(t) for t in texts]
+
+
+DOCS = [
+    (
+        "manual",
+        "group:support",
+        ["product_docs"],
+        "upload",
+        "router setup manual: reset the router and update firmware",
+    ),
+    ("refunds", "group:support", ["policy"], "upload", "refund policy: refunds within 30 days of purchase"),
+    (
+        "t-acme",
+        "group:support",
+        ["customer:acme"],
+        "tickets",
+        "acme ticket: router keeps rebooting after firmware update",
+    ),
+    (
+        "t-beta",
+        "group:support",
+        ["customer:beta", "resolved"],
+        "tickets",
+        "beta ticket: router reboot fixed by reset",
+    ),
+    (
+        "secret",
+        "group:sales",
+        ["product_docs", "policy"],
+        "upload",
+        "router pricing for sales only: discount policy",
+    ),
+]
+
+
+@pytest.fixture
+def searcher(tmp_path: Path) -> Iterator[HybridSearcher]:
+    emb, sparse = BagOfWords(), Bm25SparseEncoder()
+    index = EdgeIndex(tmp_path / "shard", dense_dim=DIM)
+    index.warm_up()
+    points = []
+    for doc, acl, tags, source, text in DOCS:
+        payload = {
+            "tenant_id": "t1",
+            "doc_id": doc,
+            "version": 1,
+            "chunk_index": 0,
+            "text": text,
+            "char_start": 0,
+            "char_end": len(text),
+            "title": doc,
+            "source": source,
+            "tags": tags,
+            "policy_tags": [],
+            "acl": [acl],
+            "effective_from_ts": EFFECTIVE_MIN_TS,
+            "effective_to_ts": EFFECTIVE_MAX_TS,
+        }
+        points.append(
+            IndexPoint(
+                chunk_id("t1", doc, 1, 0), emb.embed_query(text), sparse.encode_document(text), payload
+            )
+        )
+    index.upsert(points)
+    yield HybridSearcher(emb, sparse, index)
+    index.close()
+
+
+def service(searcher: HybridSearcher, **kw: object) -> RetrievalService:
+    return RetrievalService(searcher, GathererRegistry.from_yaml(), **kw)  # type: ignore[arg-type]
+
+
+class SlowSource:
+    def __init__(self, delay: float, fail: bool = False) -> None:
+        self.delay, self.fail = delay, fail
+
+    def gather(
+        self, principal: Principal, query: EncodedQuery, calls: Sequence[GatherCall], *, staged: bool
+    ) -> list[GatherOutcome]:
+        time.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("ticket system down")
+        return [[] for _ in calls]
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_gatherers_narrow_to_their_slice(searcher: HybridSearcher) -> None:
+    svc = service(searcher)
+    res = run(svc.retrieve(ALICE, "router firmware", gatherers=["product_docs"], rerank=False))
+    assert [c.doc_id for c in res.chunks] == ["manual"] and res.chunks[0].gatherer == "product_docs"
+    res = run(svc.retrieve(ALICE, "router", gatherers=["customer_history"], params={"customer_id": "acme"}))
+    assert [c.doc_id for c in res.chunks] == ["t-acme"]
+
+
+def test_no_gatherer_and_no_filter_widens_the_acl(searcher: HybridSearcher) -> None:
+    svc = service(searcher)
+    for names in (None, ["all"], ["product_docs"], ["policies"], ["all", "product_docs", "policies"]):
+        for filters in (None, SearchFilters(doc_ids=["secret"]), SearchFilters(tags=["product_docs"])):
+            res = run(svc.retrieve(ALICE, "router pricing discount policy", gatherers=names, filters=filters))
+            assert "secret" not in {c.doc_id for c in res.chunks}, (names, filters)
+    res = run(svc.retrieve(BOB, "router pricing discount policy", gatherers=["product_docs"]))
+    assert [c.doc_id for c in res.chunks] == ["secret"]
+
+
+def test_a_slow_or_failing_gatherer_yields_an_error_entry_and_the_rest_still_answer(
+    searcher: HybridSearcher,
+) -> None:
+    svc = service(
+        searcher, sources={"similar_tickets": SlowSource(2.0), "customer_history": SlowSource(0, True)}
+    )
+
+    async def timed():  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        res = await svc.retrieve(
+            ALICE,
+            "router reboot",
+            gatherers=["product_docs", "similar_tickets", "customer_history"],
+            params={"customer_id": "acme"},
+        )
+        return res, time.perf_counter() - t0
+
+    res, took = run(timed())
+    assert took < 1.5  # similar_tickets' timeout is 1 s, not its 2 s delay
+    assert {(e.gatherer, e.code) for e in res.errors} == {
+        ("similar_tickets", "timeout"),
+        ("customer_history", "failed"),
+    }
+    assert "ConnectionError" in next(e.message for e in res.errors if e.gatherer == "customer_history")
+    assert [c.doc_id for c in res.chunks] == ["manual"]
+
+
+def test_every_gatherer_failing_is_unavailable(searcher: HybridSearcher) -> None:
+    svc = service(searcher, sources={"policies": SlowSource(0, True)})
+    with pytest.raises(Unavailable, match="every gatherer failed"):
+        run(svc.retrieve(ALICE, "refund", gatherers=["policies"]))
+
+
+def test_unknown_gatherer_or_missing_param_is_refused_before_any_work(searcher: HybridSearcher) -> None:
+    svc = service(searcher)
+    with pytest.raises(UnknownGatherer) as err:
+        run(svc.retrieve(ALICE, "router", gatherers=["nope"]))
+    assert err.value.code == "unknown_gatherer"
+    with pytest.raises(MissingGathererParam):
+        run(svc.retrieve(ALICE, "router", gatherers=["customer_history"]))
+
+
+def test_explain_carries_provenance_stage_scores_and_timings(searcher: HybridSearcher) -> None:
+    svc = service(searcher)
+    res = run(
+        svc.retrieve(ALICE, "router reset", gatherers=["all", "product_docs"], explain=True, rerank=False)
+    )
+    ex = res.explain
+    assert ex is not None and {"encode_ms", "gather_ms", "rerank_ms", "total_ms"} <= set(ex["timings_ms"])
+    manual = next(r for r in ex["results"] if r["chunk_id"] == chunk_id("t1", "manual", 1, 0))
+    assert {g["gatherer"] for g in manual["gatherers"]} == {"all", "product_docs"}
+    assert {"dense", "sparse", "hybrid", "merged"} <= set(manual["scores"])
+
+
+def test_client_side_fusion_orders_exactly_like_the_engine(searcher: HybridSearcher) -> None:
+    svc = service(searcher)
+    for q in ("router firmware update", "refund policy", "ticket reboot reset"):
+        plain = run(svc.retrieve(ALICE, q, top_k=5, rerank=False))
+        staged = run(svc.retrieve(ALICE, q, top_k=5, rerank=False, explain=True))
+        assert [c.chunk_id for c in plain.chunks] == [c.chunk_id for c in staged.chunks]
+        assert [c.score for c in plain.chunks] == pytest.approx([c.score for c in staged.chunks])
+
+
+class ShortestFirst:
+    def warm_up(self) -> None:
+        pass
+
+    def rerank(
+        self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None
+    ) -> list[RetrievedChunk]:
+        ordered = sorted(chunks, key=lambda c: len(c.text))
+        return [c.model_copy(update={"scores": {**c.scores, "rerank": -len(c.text)}}) for c in ordered]
+
+
+def test_rerank_reorders_deterministically(searcher: HybridSearcher) -> None:
+    svc = service(searcher, reranker=ShortestFirst())
+    a = run(svc.retrieve(ALICE, "router", rerank=True))
+    lengths = [len(c.text) for c in a.chunks]
+    assert lengths == sorted(lengths) and all("rerank" in c.scores for c in a.chunks)
+    learned = service(searcher, reranker=LearnedReranker())
+    first = run(learned.retrieve(ALICE, "router firmware reboot", rerank=True))
+    again = run(learned.retrieve(ALICE, "router firmware reboot", rerank=True))
+    assert [c.chunk_id for c in first.chunks] == [c.chunk_id for c in again.chunks]
+    assert all("dense" in c.scores and "rerank" in c.scores for c in first.chunks)
+
+
+def test_gatherer_file_is_validated(tmp_path: Path) -> None:
+    bad = tmp_path / "g.yaml"
+    bad.write_text("gatherers:\n  - name: x\n    filter: {tags: [a]}\n")
+    with pytest.raises(ValueError, match="not valid"):
+        GathererRegistry.from_yaml(bad)
+    assert GathererSpec(name="c", filters=SearchFilters(tags=["customer:{customer_id}"])).params == {
+        "customer_id"
+    }
+    names = {s.name for s in GathererRegistry.from_yaml().specs()}
+    assert {"product_docs", "policies", "customer_history", "similar_tickets"} <= names
