@@ -180,7 +180,8 @@ def test_failed_job_can_be_retried(make_container) -> None:  # type: ignore[no-u
     container = make_container()
     with TestClient(create_app(container=container)) as client:
         api = Api(client)
-        job = api.upload("broken.pdf", b"%PDF-1.7\n" + b"\x00junk" * 50, {"title": "x"}, "application/pdf").json()["job_id"]
+        broken = b"%PDF-1.7\n" + b"\x00junk" * 50
+        job = api.upload("broken.pdf", broken, {"title": "x"}, "application/pdf").json()["job_id"]
         assert api.wait(job)["state"] == "failed"
         r = client.post(f"/v1/jobs/{job}/retry", headers=api.headers)
         assert r.status_code == 202 and r.json()["state"] == "queued"
