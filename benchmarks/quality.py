@@ -88,6 +88,7 @@ async def evaluate(service: Any, ds: BeirDataset, qids: list[str], to_doc: dict[
 
 
 async def tune(searcher: Any, ds: BeirDataset, to_doc: dict[str, str]) -> dict[str, Any]:
+    """top_k=10 requests: what is tuned is nDCG@10 / MRR@10 (recall@100 reads 0 here)."""
     qids = sorted(ds.queries)
     grid: list[dict[str, Any]] = [
         {"rrf_k": k, "dense_weight": dw, "sparse_weight": sw}
@@ -97,14 +98,16 @@ async def tune(searcher: Any, ds: BeirDataset, to_doc: dict[str, str]) -> dict[s
     out: dict[str, Any] = {}
     for cfg in grid:
         service = service_for(searcher, **cfg)
-        run, _ = await cairn_run(service, ds, qids, to_doc, top_k=100, rerank=False)
+        run, _ = await cairn_run(service, ds, qids, to_doc, top_k=10, rerank=False)
         out[json.dumps(cfg, sort_keys=True)] = scores(run, ds.qrels)
         print(json.dumps({"tune": cfg, **out[json.dumps(cfg, sort_keys=True)]}), file=sys.stderr, flush=True)
-    for depth in (30, 50, 100):
-        service = service_for(searcher, rerank_depth=depth)
-        run, ms = await cairn_run(service, ds, qids, to_doc, top_k=100, rerank=True)
-        out[f"rerank_depth={depth}"] = {**scores(run, ds.qrels), "ms_per_query": ms}
-        print(json.dumps({"rerank_depth": depth, **out[f"rerank_depth={depth}"]}), file=sys.stderr, flush=True)
+    for fusion in ("rrf", "dbsf"):
+        for depth in (30, 50, 100):
+            service = service_for(searcher, rerank_depth=depth, fusion=fusion)
+            run, ms = await cairn_run(service, ds, qids, to_doc, top_k=10, rerank=True)
+            key = f"{fusion}+rerank_depth={depth}"
+            out[key] = {**scores(run, ds.qrels), "ms_per_query": ms}
+            print(json.dumps({key: out[key]}), file=sys.stderr, flush=True)
     return out
 
 

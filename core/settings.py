@@ -58,7 +58,7 @@ class SearchSettings(BaseModel):
     prefetch_limit: int = Field(default=50, ge=1, le=1000)
     rrf_k: int = Field(default=60, ge=1)
     # how a gatherer fuses its dense and BM25 lists unless its YAML entry says otherwise
-    fusion: Literal["rrf", "dbsf"] = "rrf"
+    fusion: Literal["rrf", "dbsf"] = "dbsf"
     dense_weight: float = Field(default=1.0, ge=0)
     sparse_weight: float = Field(default=1.0, ge=0)
     # merging several gatherers' lists (weighted RRF, each gatherer's `weight`)
@@ -69,7 +69,7 @@ class SearchSettings(BaseModel):
     gatherer_concurrency: int = Field(default=4, ge=1, le=64)
     # reranking: the offline learned reranker unless a local cross-encoder directory is given
     rerank: bool = True
-    rerank_depth: int = Field(default=50, ge=1, le=1000)
+    rerank_depth: int = Field(default=30, ge=1, le=1000)
     reranker_model_path: str | None = None
     reranker_weights_path: Path | None = None
     # near-duplicate removal (word 3-gram Jaccard) and MMR (1.0 = off)
@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None  # default: embedded engine under data_dir
     qdrant_api_key: str | None = None
     qdrant_collection: str = "cairn_chunks"
+    # a distributed Qdrant cluster: the layout Cairn creates its collection with (unset: the
+    # server's defaults, one shard per node and no replicas); e.g. replication_factor=2 keeps
+    # every shard on two nodes, so reads and writes survive one node's loss
+    qdrant_shard_number: int | None = Field(default=None, ge=1)
+    qdrant_replication_factor: int | None = Field(default=None, ge=1)
+    qdrant_write_consistency_factor: int | None = Field(default=None, ge=1)
     redis_url: str | None = None
     admin_key: str | None = None
     metrics_token: str | None = None  # when set, GET /metrics needs `Authorization: Bearer <token>`

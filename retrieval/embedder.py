@@ -34,6 +34,7 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -70,20 +71,26 @@ class SentenceTransformerEmbedder:
             self._model = model
 
     def _encode(self, texts: Sequence[str]) -> list[list[float]]:
+        """sentence-transformers' encode loop, with tokenization (and only it) under a lock.
+
+        The fast tokenizer is one Rust object that is not safe to use from several threads at
+        once (ingestion workers chunk and embed while request threads embed queries); the
+        forward pass is, so concurrent queries never wait for a whole ingestion batch."""
         self.warm_up()
         import torch
 
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[list[float]] = [[] for _ in texts]
         with torch.inference_mode():
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=False,
-                convert_to_tensor=True,
-                show_progress_bar=False,
-            )
-        rows: list[list[float]] = vectors.float().cpu().numpy().tolist()
-        return rows
+            for start in range(0, len(order), self._batch_size):
+                batch = order[start : start + self._batch_size]
+                with self._tokenizer_lock:
+                    features = self._model.preprocess([texts[i] for i in batch])
+                vectors = self._model(features)["sentence_embedding"]
+                vectors = torch.nn.functional.normalize(vectors.float(), p=2, dim=1)
+                for i, row in zip(batch, vectors.cpu().numpy().tolist(), strict=True):
+                    out[i] = row
+        return out
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -95,4 +102,5 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         self.warm_up()
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        with self._tokenizer_lock:
+            return len(self._tokenizer.encode(text, add_special_tokens=False))

@@ -39,13 +39,13 @@ class RetrievalDefaults:
     settings docstring in core/settings.py for the measured figures)."""
 
     top_k: int = 5
-    fusion: FusionMethod = "rrf"
+    fusion: FusionMethod = "dbsf"
     rrf_k: int = 60
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     merge_rrf_k: int = 60
     rerank: bool = True
-    rerank_depth: int = 50
+    rerank_depth: int = 30
     dedupe_threshold: float = 0.8
     mmr_lambda: float = 1.0
     max_concurrency: int = 4

@@ -14,7 +14,8 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel
 
-from app.deps import PrincipalDep
+from app.deps import ContainerDep, PrincipalDep
+from app.services.stats import Stats, compute
 from core.errors import NotFound
 from core.models import Role
 
@@ -58,6 +59,15 @@ def who_am_i(principal: PrincipalDep) -> Me:
         principals=principal.acl_principals,
         can_write=principal.can_write(),
     )
+
+
+@router.get("/v1/stats", response_model=Stats)
+def stats(principal: PrincipalDep, container: ContainerDep) -> Stats:
+    """The dashboard's figures, as JSON (GET /metrics is the Prometheus view of one process):
+    documents the caller may see, jobs by state and workflow runs by status (an admin: the
+    tenant's; others: their own), success rate and p50/p95/p99 run time over the latest 500 runs,
+    the latest evaluation's hit rate, and the alert thresholds of deploy/prometheus/alerts.yml."""
+    return compute(principal, container.sessions, container.runs)
 
 
 @router.get("/", include_in_schema=False)

@@ -95,7 +95,7 @@ function signOut(reason = "") {
 
 function route() {
   const name = (location.hash.replace(/^#\/?/, "") || "knowledge").split("?")[0];
-  const view = !me ? "signin" : ["knowledge", "search", "ask"].includes(name) ? name : "knowledge";
+  const view = !me ? "signin" : ["knowledge", "search", "ask", "runs", "dashboard"].includes(name) ? name : "knowledge";
   for (const sec of document.querySelectorAll("[data-view]")) sec.hidden = sec.id !== `view-${view}`;
   $("#nav").hidden = $("#who").hidden = !me;
   for (const a of document.querySelectorAll("#nav a")) {
@@ -107,6 +107,8 @@ function route() {
   shown = view;
   alertError(null);
   if (view === "knowledge") loadDocuments();
+  if (view === "runs") loadRuns();
+  if (view === "dashboard") loadDashboard();
   $(`#h-${view}`).focus();
 }
 
@@ -505,6 +507,88 @@ for (const btn of document.querySelectorAll("[data-review]")) {
       status(`Review recorded: ${btn.dataset.review}; the run is ${r.status.replace("_", " ")}.`);
     } catch (err) { alertError(err); }
   });
+}
+
+// ---- runs: list and timeline -------------------------------------------------------------
+
+const when = (t) => new Date(t).toLocaleString();
+const secs = (ms) => (typeof ms === "number" ? (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`) : "");
+
+async function loadRuns() {
+  if (!me) return;
+  try {
+    const { data, count } = await api("v1/runs?limit=100");
+    $("#runs tbody").replaceChildren(...data.map((r) => h("tr", { "data-run": r.id },
+      h("td", {}, h("button", { type: "button", class: "link", onclick: () => openRun(r.id) }, r.question || r.id)),
+      h("td", {}, `${r.workflow} v${r.version}`), h("td", {}, r.started_by), h("td", {}, when(r.created_at)),
+      h("td", {}, h("span", { class: `state state-${r.status}` }, r.status.replace("_", " "))))));
+    $("#runs").hidden = !count;
+    $("#runs-empty").hidden = !!count;
+    $("#runs-summary").textContent = `${count} run${count === 1 ? "" : "s"}${me.role === "admin" ? " in this tenant" : " you started"}, newest first.`;
+  } catch (err) { alertError(err); }
+}
+
+async function openRun(id) {
+  try {
+    const r = await api(`v1/runs/${encodeURIComponent(id)}`);
+    for (const tr of document.querySelectorAll("#runs tbody tr")) tr.setAttribute("aria-selected", String(tr.dataset.run === id));
+    $("#h-run").textContent = `Run · ${r.workflow} · ${r.status.replace("_", " ")}`;
+    $("#run-meta").textContent = [r.question && `“${r.question}”`, `by ${r.started_by}`, when(r.created_at),
+      `total ${secs(r.duration_ms)}`, `${r.usage.input_tokens} / ${r.usage.output_tokens} tokens`,
+      `$${r.usage.cost_usd.toFixed(4)}`, r.reason && `reason: ${r.reason}`].filter(Boolean).join(" · ");
+    $("#steps tbody").replaceChildren(...r.steps.map((st) => h("tr", { "data-step": st.id },
+      h("td", {}, st.id, st.error ? h("span", { class: "id" }, st.error) : null),
+      h("td", {}, st.type),
+      h("td", {}, h("span", { class: `state state-${st.status}` }, st.status), st.attempts > 1 ? ` (${st.attempts} attempts)` : ""),
+      h("td", {}, st.model ? `${st.model}${st.provider ? ` · ${st.provider}` : ""}` : ""),
+      h("td", {}, st.usage ? `${st.usage.input_tokens} / ${st.usage.output_tokens}` : ""),
+      h("td", {}, st.usage ? `$${st.usage.cost_usd.toFixed(4)}` : ""),
+      h("td", {}, secs(st.duration_ms)))));
+    $("#run-answer").textContent = r.result?.answer || "";
+    $("#run-box").hidden = false;
+    $("#h-run").focus();
+  } catch (err) { alertError(err); }
+}
+
+$("#runs-refresh").addEventListener("click", loadRuns);
+
+// ---- dashboard -----------------------------------------------------------------------------
+
+function level(value, t) {
+  if (value === null || value === undefined) return "none";
+  const bad = (limit) => (t.direction === "below" ? value < limit : value > limit);
+  return bad(t.critical) ? "critical" : bad(t.warning) ? "warning" : "ok";
+}
+
+function tile(name, label, value, shown, t, note) {
+  const lv = t ? level(value, t) : "none";
+  const rule = t ? `alert ${t.direction} ${fmt(name, t.warning)} (warning), ${fmt(name, t.critical)} (critical)` : "";
+  return h("div", { class: "tile", "data-metric": name, "data-level": lv },
+    h("span", { class: "muted small" }, label), h("span", { class: "value" }, shown),
+    lv !== "none" ? h("span", { class: `level state-${lv === "ok" ? "succeeded" : "failed"}` }, lv) : null,
+    h("p", { class: "help" }, [note, rule].filter(Boolean).join(" · ")));
+}
+
+const pct = (x) => `${(x * 100).toFixed(1)} %`;
+const fmt = (name, x) => (name === "success_rate" ? `${x * 100} %` : name.endsWith("seconds") ? `${x} s` : String(x));
+const counts = (obj) => Object.entries(obj).sort().map(([k, n]) => h("li", {}, h("span", { class: `state state-${k}` }, k.replace("_", " ")), ` ${n}`));
+
+async function loadDashboard() {
+  if (!me) return;
+  try {
+    const s = await api("v1/stats");
+    const t = s.thresholds, none = "—";
+    $("#dash-scope").textContent = s.scope === "tenant" ? "Everything in this tenant (you are an admin)." : "Documents you may see; jobs and runs you started.";
+    $("#tiles").replaceChildren(
+      tile("documents", "Documents", s.documents, String(s.documents), null, "visible to you"),
+      tile("success_rate", "Run success rate", s.success_rate, s.success_rate === null ? none : pct(s.success_rate), t.success_rate, `of ${s.runs_considered} recent runs`),
+      tile("p95_seconds", "Run time p95", s.p95_seconds, s.p95_seconds === null ? none : `${s.p95_seconds.toFixed(2)} s`, t.p95_seconds,
+        s.p99_seconds === null ? "" : `p50 ${s.p50_seconds.toFixed(2)} s, p99 ${s.p99_seconds.toFixed(2)} s`),
+      tile("quality", "Retrieval quality", s.quality?.hit_rate ?? null, s.quality ? s.quality.hit_rate.toFixed(3) : none, t.quality,
+        s.quality ? `hit rate@10, ${s.quality.config}` : "no evaluation run yet"));
+    $("#dash-jobs").replaceChildren(...counts(s.jobs));
+    $("#dash-runs").replaceChildren(...counts(s.runs));
+  } catch (err) { alertError(err); }
 }
 
 // ---- start ---------------------------------------------------------------------------------

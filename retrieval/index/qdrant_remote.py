@@ -95,6 +95,9 @@ class QdrantIndex:
         *,
         upsert_batch: int = 512,
         timeout_s: int = 30,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
     ) -> None:
         if not collection:
             raise ValueError("collection must be a non-empty collection name")
@@ -102,6 +105,17 @@ class QdrantIndex:
             raise ValueError(f"dense_dim must be a positive number of dimensions, got {dense_dim}")
         if upsert_batch < 1:
             raise ValueError(f"upsert_batch must be >= 1, got {upsert_batch}")
+        for name, value in (
+            ("shard_number", shard_number), ("replication_factor", replication_factor),
+            ("write_consistency_factor", write_consistency_factor),
+        ):  # fmt: skip
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for the server's default), got {value}")
+        # distributed mode only; applied when this index creates the collection (an existing
+        # collection keeps its layout: change it with Qdrant's own API)
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
+        self.write_consistency_factor = write_consistency_factor
         self._target = client_or_url
         self._owns_client = not isinstance(client_or_url, QdrantClient)
         self._api_key = api_key
@@ -129,6 +143,9 @@ class QdrantIndex:
                         c.DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)
                     },
                     sparse_vectors_config={c.SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                    shard_number=self.shard_number,
+                    replication_factor=self.replication_factor,
+                    write_consistency_factor=self.write_consistency_factor,
                 )
             info = client.get_collection(self.collection)
         vectors = info.config.params.vectors

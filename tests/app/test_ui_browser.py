@@ -8,7 +8,9 @@ with the step that installs it: a UI nobody ran is not a passing UI.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,6 +255,74 @@ def test_ui_shows_only_what_the_key_may_see(browser: Any, server: str) -> None:
     expect(page.get_by_role("alert")).to_contain_text("key")
 
 
+def test_ui_runs_timeline_and_dashboard_after_a_question(browser: Any, server: str) -> None:
+    from playwright.sync_api import expect
+
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.Client(base_url=server, timeout=120) as http:
+        sent = http.post(
+            "/v1/documents",
+            headers=admin,
+            files={"file": ("refunds.md", REFUND.encode(), "text/markdown")},
+            data={"metadata": json.dumps({"title": "refunds.md", "acl": ["tenant:*"]})},
+        )
+        assert sent.status_code == 202, sent.text
+        for _ in range(600):
+            if http.get(f"/v1/jobs/{sent.json()['job_id']}", headers=admin).json()["state"] == "indexed":
+                break
+            time.sleep(0.1)
+
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.goto(server + "/ui/#/ask")
+    page.get_by_label("API key").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    question = "How many days do customers have to request a full refund?"
+    page.get_by_label("Question").fill(question)
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(page.locator("#answer button.cite").first).to_be_visible(timeout=60_000)
+
+    # Runs: the question is listed; opening it shows each step with status, model and timing
+    page.get_by_role("link", name="Runs").click()
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_focused()
+    row = page.locator("#runs tbody tr", has_text=question)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("succeeded")
+    expect(row).to_contain_text("grounded_qa")
+    row.get_by_role("button", name=question).click()
+    steps = page.locator("#steps tbody tr")
+    expect(steps.first).to_be_visible()
+    assert steps.count() >= 2
+    for i in range(steps.count()):
+        expect(steps.nth(i).locator(".state")).to_have_text("completed")
+        assert steps.nth(i).locator("td").nth(6).inner_text().strip().endswith(("ms", " s"))
+    generate = page.locator('#steps tr[data-step="generate"]')
+    expect(generate.locator("td").nth(3)).not_to_be_empty()  # the model that answered
+    expect(generate.locator("td").nth(4)).to_have_text(re.compile(r"^\d+ / \d+$"))
+    expect(generate.locator("td").nth(5)).to_have_text(re.compile(r"^\$\d+\.\d{4}$"))
+    expect(page.locator("#run-answer")).to_contain_text("30 days")
+    expect(page.locator("#run-meta")).to_contain_text("by admin")
+    _shot(page, "6-runs")
+
+    # Dashboard: the figures the API computes, each marked against the alert thresholds
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator('.tile[data-metric="documents"] .value')).to_have_text("1")
+    rate = page.locator('.tile[data-metric="success_rate"]')
+    expect(rate.locator(".value")).to_have_text("100.0 %")
+    expect(rate).to_have_attribute("data-level", "ok")
+    expect(rate).to_contain_text("97 % (warning)")
+    p95 = page.locator('.tile[data-metric="p95_seconds"]')
+    expect(p95).to_have_attribute("data-level", "ok")
+    expect(p95).to_contain_text("600 s (critical)")
+    expect(page.locator('.tile[data-metric="quality"]')).to_contain_text("no evaluation run yet")
+    expect(page.locator("#dash-jobs")).to_contain_text("indexed 1")
+    expect(page.locator("#dash-runs")).to_contain_text("succeeded 1")
+    _shot(page, "7-dashboard")
+    assert problems == [], problems
+
+
 def test_ui_files_are_small_strict_and_me_says_who_the_key_is(make_container) -> None:  # type: ignore[no-untyped-def]
     with TestClient(create_app(container=make_container()), follow_redirects=False) as client:
         assert client.get("/").headers["location"] == "ui/"
@@ -262,7 +332,9 @@ def test_ui_files_are_small_strict_and_me_says_who_the_key_is(make_container) ->
             assert r.status_code == 200
             assert "script-src 'self'" in r.headers["content-security-policy"]
             total += len(r.content)
-        assert total < 40_000, f"the UI grew to {total} bytes"
+        # 60 KB since the Runs and Dashboard screens (was 40 KB): still no framework or build step,
+        # and a fraction of one screenshot; raise it only for a new screen
+        assert total < 60_000, f"the UI grew to {total} bytes"
         assert client.get("/ui/../main.py").status_code == 404
         assert client.get("/ui/routes").status_code == 404
 
