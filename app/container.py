@@ -22,7 +22,6 @@ from app.services.eval_datasets import EvalDatasetService
 from app.services.eval_jobs import EvalJobs
 from app.services.eval_search import ConfigSearch
 from app.services.evals import EvalService
-from app.services.retriever import SearcherRetriever
 from core.models import Role
 from core.protocols import VectorIndex
 from core.settings import ModelsSettings, SearchSettings, Settings
@@ -38,6 +37,7 @@ from orchestration.workflows.store import RunStore
 from retrieval.embedder import SentenceTransformerEmbedder
 from retrieval.gatherers import GathererRegistry
 from retrieval.rerank import LearnedReranker, Reranker
+from retrieval.retriever import ServiceRetriever
 from retrieval.search import HybridSearcher
 from retrieval.service import RetrievalDefaults, RetrievalService
 from retrieval.sparse import Bm25SparseEncoder
@@ -187,7 +187,7 @@ class Container:
         """Answers: model gateway, durable workflow runs on the app's SQL database."""
         models = self.settings.models
         self.gateway = build_model_gateway(models)
-        self.retriever = SearcherRetriever(self.searcher)
+        self.retriever = ServiceRetriever(self.retrieval)
         self.runs = RunStore(self.sessions)
         self.answers = AnswerService(
             self.retriever,

@@ -20,6 +20,11 @@ class ServiceRetriever:
         self._service = service
         self._rerank = rerank
 
+    def check_gatherers(self, gatherers: list[str] | None) -> None:
+        """Unknown or disabled gatherer names are a 422 before a run starts, not a failed run."""
+        for name in gatherers or []:
+            self._service.registry.get(name)
+
     async def __call__(
         self,
         principal: Principal,

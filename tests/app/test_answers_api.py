@@ -117,13 +117,26 @@ def test_bad_requests_are_refused_before_any_event(api: Api) -> None:
         ({"question": "   ", "stream": True}, 422, "invalid_input"),
         ({"question": "refund?", "workflow": "nope", "stream": True}, 404, "not_found"),
         ({"question": "refund?", "top_k": 0}, 422, "invalid_input"),
-        ({"question": "refund?", "gatherers": ["wiki"]}, 422, "invalid_input"),
+        ({"question": "refund?", "gatherers": ["wiki"]}, 422, "unknown_gatherer"),
         ({"question": "refund?", "filters": {"colour": ["red"]}}, 422, "invalid_input"),
     ]
     for body, status, code in cases:
         r = api.client.post("/v1/answers", headers=api.headers, json=body)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body, r.text)
     assert api.client.post("/v1/answers", json={"question": "refund?"}).status_code == 401
+
+
+def test_answers_can_be_limited_to_named_gatherers(api: Api) -> None:
+    api.ingest("refunds.txt", REFUND, acl=["tenant:*"], tags=["policy"])
+    body = api.client.post(
+        "/v1/answers", headers=api.headers, json={"question": "How many days do customers have to request a full refund?", "gatherers": ["policies"]}
+    ).json()
+    assert not body["abstained"] and body["citations"][0]["title"] == "refunds.txt"
+    none = api.client.post(
+        "/v1/answers", headers=api.headers,
+        json={"question": "How many days do customers have to request a full refund?", "gatherers": ["product_docs"]},
+    ).json()
+    assert none["abstained"] and none["citations"] == []
 
 
 def test_workflows_are_listed(api: Api) -> None:
