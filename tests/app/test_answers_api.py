@@ -128,13 +128,14 @@ def test_bad_requests_are_refused_before_any_event(api: Api) -> None:
 
 def test_answers_can_be_limited_to_named_gatherers(api: Api) -> None:
     api.ingest("refunds.txt", REFUND, acl=["tenant:*"], tags=["policy"])
+    question = "How many days do customers have to request a full refund?"
     body = api.client.post(
-        "/v1/answers", headers=api.headers, json={"question": "How many days do customers have to request a full refund?", "gatherers": ["policies"]}
+        "/v1/answers", headers=api.headers, json={"question": question, "gatherers": ["policies"]}
     ).json()
     assert not body["abstained"] and body["citations"][0]["title"] == "refunds.txt"
     none = api.client.post(
         "/v1/answers", headers=api.headers,
-        json={"question": "How many days do customers have to request a full refund?", "gatherers": ["product_docs"]},
+        json={"question": question, "gatherers": ["product_docs"]},
     ).json()
     assert none["abstained"] and none["citations"] == []
 
