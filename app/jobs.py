@@ -24,7 +24,7 @@ _STOP = ""
 
 
 class ThreadJobRunner:
-    def __init__(self, run_batch: Callable[[list[str]], None], threads: int = 1, max_batch: int = 32) -> None:
+    def __init__(self, run_batch: Callable[[list[str]], None], threads: int = 1, max_batch: int = 128) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._queue: queue.Queue[str] = queue.Queue()
