@@ -124,6 +124,10 @@ def ingest(self: Any, job_ids: list[str]) -> None:
 def run_worker(settings: Settings, concurrency: int = 1) -> None:
     """`cairn worker`: one process, tasks one at a time (torch already uses every core)."""
     app = make_celery(settings)
+    if settings.jobs.worker_torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.jobs.worker_torch_threads)
     WorkerContext.get(settings)  # load the model before taking the first task
     app.worker_main(
         ["worker", "--pool=solo", "-Q", QUEUE, "--loglevel=INFO", "--without-gossip", "--without-mingle",

@@ -92,8 +92,10 @@ def run_mode(docs: list[tuple[str, str]], workers: int, redis_url: str | None) -
         settings = Settings(data_dir=data, admin_key="bench-admin-key-000000000000", redis_url=redis_url)
         c = Container(settings)
         c.start()
-        procs = start_workers(workers, {"CAIRN_DATA_DIR": str(data), "CAIRN_REDIS_URL": redis_url or ""},
-                              Path(tmp)) if redis_url else []
+        env = {"CAIRN_DATA_DIR": str(data), "CAIRN_REDIS_URL": redis_url or ""}
+        if workers > 1:  # share the cores instead of each worker's torch using all of them
+            env["CAIRN_JOBS__WORKER_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        procs = start_workers(workers, env, Path(tmp)) if redis_url else []
         try:
             t0 = time.perf_counter()
             jobs = submit_all(c, docs)

@@ -47,6 +47,9 @@ class JobsSettings(BaseModel):
     # the API's recovery sweep re-enqueues jobs that sat unfinished this long
     sweep_interval_s: float = Field(default=60.0, gt=0)
     stale_after_s: float = Field(default=900.0, gt=0)
+    # torch threads per `cairn worker` process; with several workers on one host, give each
+    # cores / workers (unset: torch uses every core, right for one worker per host)
+    worker_torch_threads: int | None = Field(default=None, ge=1, le=256)
 
 
 class SearchSettings(BaseModel):
