@@ -101,6 +101,8 @@ class WorkflowEngine:
             raise PermissionDenied("reviewing a run needs the editor or admin role")
         if run.status != "awaiting_review":
             raise Conflict(f"run {run_id} is {run.status}, not awaiting_review")
+        if decision.action == "edit" and not decision.text:
+            raise InvalidInput("an `edit` review needs the edited `text`")  # before anything is logged
         paused = [e for e in self.store.events(run_id) if e.kind == "paused"][-1]
         spec = WorkflowSpec.model_validate(run.spec)
         step = spec.step(paused.step_id)
@@ -112,8 +114,7 @@ class WorkflowEngine:
         ctx = self._context(run, self._outputs(self.store.events(run_id)))
         target = dict(ctx.outputs.get(step.target, {}))
         if decision.action == "edit":
-            if not decision.text:
-                raise InvalidInput("an `edit` review needs the edited `text`")
+            assert decision.text is not None
             target_spec = spec.step(step.target)
             chunks = ctx.chunks(target_spec.context if isinstance(target_spec, GenerateStep) else None)
             target = x.edited_output(target, decision.text, chunks)

@@ -129,6 +129,7 @@ def test_review_edit_is_verified_and_readers_cannot_review(api: Api) -> None:
     assert sources[0]["retrieved"] == 2
     r = api.client.post(f"/v1/runs/{run_id}/review", headers=api.headers, json={"action": "edit"})
     assert r.status_code == 422  # an edit needs its text
+    assert not [e for e in api.run(run_id)["events"] if e["kind"] == "reviewed"]  # and nothing was logged
     edited = "There is no dress code. Report phishing attempts to the security team immediately [1] [2]."
     r = api.client.post(f"/v1/runs/{run_id}/review", headers=api.headers, json={"action": "edit", "text": edited})
     assert r.status_code == 200, r.text
