@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -144,11 +145,16 @@ def test_review_edit_is_verified_and_readers_cannot_review(api: Api) -> None:
 
 
 class StalledModel:
-    """A model that never answers: the process is 'killed' while the generate step waits."""
+    """A model that never answers: the process is 'killed' while the generate step waits.
+    `called` is set once generate has reached the model, i.e. gather is done and logged."""
 
     name = "local"
 
+    def __init__(self) -> None:
+        self.called = threading.Event()
+
     async def complete(self, req: CompletionRequest) -> Completion:
+        self.called.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -173,12 +179,16 @@ def test_interrupted_run_resumes_after_restart(make_container, tmp_path) -> None
     with TestClient(create_app(container=first)) as client:
         Api(client).ingest("refunds.txt", REFUND, acl=["tenant:*"])
     admin = first.keys.authenticate(ADMIN)
-    first.gateway.providers["local"] = StalledModel()
+    stalled = first.gateway.providers["local"] = StalledModel()
 
     async def killed_mid_generate() -> None:
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await first.answers.answer(admin, "How many days do customers have to request a refund?")
+        task = asyncio.create_task(first.answers.answer(admin, "How many days do customers have to request a refund?"))
+        while not stalled.called.is_set():  # however slow the machine, stop only inside generate
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     asyncio.run(killed_mid_generate())
     [run] = first.runs.list_runs(status="running")
