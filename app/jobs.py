@@ -86,10 +86,6 @@ class ThreadJobRunner:
         with self._lock:
             return self._busy
 
-    def idle(self) -> bool:
-        with self._lock:
-            return self._busy == 0
-
     def wait_idle(self, timeout: float = 300.0) -> bool:
         with self._lock:
             return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout)

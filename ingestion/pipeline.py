@@ -7,7 +7,6 @@ points go live (that is a version decision made by the caller under its per-docu
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,13 +17,10 @@ from core.models import (
     ChunkDraft,
     DocumentMetadata,
     IndexPoint,
-    JobState,
     ParsedDocument,
     chunk_id,
 )
 from core.protocols import Chunker, DocumentParser, Embedder, SparseEncoder
-
-StageCallback = Callable[[JobState], None]
 
 
 @dataclass(frozen=True)
@@ -110,10 +106,8 @@ class IngestionPipeline:
         # thrash; meanwhile other workers parse and chunk the next batch.
         self._embed_lock = threading.Lock()
 
-    def parse_and_chunk(self, item: VersionInput, on_stage: StageCallback = lambda _s: None) -> Chunked:
-        on_stage(JobState.parsing)
+    def parse_and_chunk(self, item: VersionInput) -> Chunked:
         parsed = self._parser.parse(item.data, item.filename, item.content_type)
-        on_stage(JobState.chunking)
         return Chunked(item, parsed, self._chunker.chunk(parsed))
 
     def embed(self, batch: list[Chunked]) -> list[PreparedVersion]:

@@ -215,9 +215,6 @@ class DocumentService:
 
     # ---- run ------------------------------------------------------------------------------
 
-    def run_job(self, job_id: str) -> None:
-        self.run_jobs([job_id])
-
     def run_jobs(self, job_ids: list[str], publish: Callable[[list[ReadyVersion]], None] | None = None) -> None:
         """Process a batch of ingest jobs: each document is parsed and chunked on its own (a bad
         one fails only its job), then all their chunks are embedded in one model call.

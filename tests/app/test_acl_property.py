@@ -7,6 +7,7 @@ oracle is the ACL rule itself, evaluated in Python from what the test wrote.
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -79,7 +80,8 @@ queries = st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join)
 @given(p=principals, q=queries, mode=st.sampled_from(["hybrid", "sparse", "dense"]), k=st.integers(1, 40))
 def test_search_never_leaks(world, p: Principal, q: str, mode: str, k: int) -> None:  # type: ignore[no-untyped-def]
     c, truth = world
-    hits = c.searcher.search(p, q, top_k=k, mode=mode)
+    # the production read path: gatherers, fusion, rerank, dedupe (as POST /v1/search uses it)
+    hits = asyncio.run(c.retrieval.retrieve(p, q, top_k=k, mode=mode)).chunks
     for h in hits:
         key = (p.tenant_id, h.doc_id)
         assert key in truth, f"deleted or foreign document {h.doc_id} returned"
