@@ -8,7 +8,11 @@ from sqlalchemy import engine_from_config, pool
 import core.tables  # noqa: F401  (registers the tables on Base.metadata)
 import core.tables_connectors  # noqa: F401  (connectors, their items and sync runs)
 import core.tables_evals  # noqa: F401  (retrieval evaluation datasets and runs)
+import core.tables_feedback  # noqa: F401  (answer feedback and tuning proposals)
+import core.tables_governance  # noqa: F401  (PII vault and tenant data policies)
+import core.tables_reindex  # noqa: F401  (reindex jobs and collection aliases)
 import core.tables_runs  # noqa: F401  (workflow runs and their step events)
+import core.tables_security  # noqa: F401  (key rotation, audit chain)
 from core.tables import Base
 
 config = context.config
