@@ -4,7 +4,8 @@ It needs no network and no weights, it is deterministic, and everything it says 
 sentence of a source chunk followed by that chunk's `[n]` marker, so its answers are grounded by
 construction. Sentences are scored against the question by IDF-weighted stemmed-term coverage
 (IDF over the context's sentences, so terms every sentence shares count little), adjacent-term
-bonus, and small priors for retrieval rank and position. When the best sentence covers too little
+bonus, a retrieval-rank prior (the reranked order is usually right, so a sentence from a lower
+chunk has to match clearly better to win) and a small position prior. When the best sentence covers too little
 of the question it abstains (finish_reason `insufficient_evidence`) instead of quoting noise.
 """
 
@@ -48,6 +49,10 @@ _NUMBER = re.compile(
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million)\b", re.I
 )
 _NAME = re.compile(r"(?<=\s)[A-Z][a-z]+")
+# Weight of 1/(1+rank) of the sentence's chunk. Chosen on half of XQuAD's articles (even pairs of
+# context ids) among 0.03-0.5: 0.3 gave the best citation precision there, and the other half,
+# held back, moved the same way (0.953 -> 0.976 precision, 0.841 -> 0.868 containment).
+RANK_PRIOR = 0.3
 
 
 def entity_terms(question: str) -> set[str]:
@@ -89,7 +94,7 @@ def score_sentences(question: str, contexts: list[str]) -> list[ScoredSentence]:
         if coverage == 0.0:
             continue
         pairs = sum(1 for a, b in zip(s_terms, s_terms[1:], strict=False) if (a, b) in q_pairs)
-        score = coverage + 0.05 * min(pairs, 3) + 0.2 * chunk_cov[i] + 0.03 / (1 + i) + 0.02 / (1 + position)
+        score = coverage + 0.05 * min(pairs, 3) + 0.2 * chunk_cov[i] + RANK_PRIOR / (1 + i) + 0.02 / (1 + position)
         if numeric and _NUMBER.search(text):
             score += 0.08
         if person and any(w not in q_words for w in _NAME.findall(text)):
