@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from app import cli_eval, cli_snapshot
+from app import cli_audit, cli_eval, cli_reindex, cli_snapshot
 from core.settings import Settings, get_settings
 
 TERMINAL = {"indexed", "failed"}
@@ -106,15 +106,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A Celery worker for ingest jobs. Needs CAIRN_REDIS_URL, the same CAIRN_DATABASE_URL as the
-    API and the API's data directory (stored originals) on a shared path."""
+    """A Celery worker: ingest jobs (solo pool) and sync / eval / reindex jobs (thread pool, a
+    child process), or one of them with --queues. Needs CAIRN_REDIS_URL, the same
+    CAIRN_DATABASE_URL as the API and the API's data directory (stored originals) on a shared path."""
     from app.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     if not settings.redis_url:
         sys.exit("cairn worker needs CAIRN_REDIS_URL (without it the API runs jobs in-process)")
-    run_worker(settings)
+    run_worker(settings, tuple(q.strip() for q in args.queues.split(",") if q.strip()), args.concurrency)
     return 0
 
 
@@ -146,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url")
     p.add_argument("--key")
     p.set_defaults(fn=cmd_ingest)
-    p = sub.add_parser("worker", help="run a Celery worker for ingest jobs (needs CAIRN_REDIS_URL)")
+    p = sub.add_parser("worker", help="run a Celery worker for background jobs (needs CAIRN_REDIS_URL)")
+    p.add_argument("--queues", default="ingest,jobs", help="ingest, jobs (sync, eval, reindex) or both")
+    p.add_argument("--concurrency", type=int, default=4, help="threads for the jobs queue")
     p.set_defaults(fn=cmd_worker)
     p = sub.add_parser("search", help="hybrid search")
     p.add_argument("query")
@@ -156,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_search)
     cli_eval.add_parser(sub)
     cli_snapshot.add_parser(sub)
+    cli_audit.add_parser(sub)
+    cli_reindex.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

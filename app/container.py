@@ -6,13 +6,17 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from app import metrics
 from app.auth import KeyStore
 from app.db import make_engine, make_session_factory, migrate
 from app.dispatch import CeleryDispatcher, RecoverySweep, thread_admission
 from app.handoff import IndexApplier
-from app.jobs import ThreadJobRunner
+from app.job_eta import JobEta, MemoryThroughput, RedisThroughput
+from app.jobs import JobRetry, ThreadJobRunner
+from app.ratelimit import build_limiter
+from app.services.audit import AuditLog
 from app.services.blobs import BlobStore
 from app.services.connector_scheduler import SyncScheduler
 from app.services.connector_sync import ConnectorSyncRunner
@@ -22,6 +26,11 @@ from app.services.eval_datasets import EvalDatasetService
 from app.services.eval_jobs import EvalJobs
 from app.services.eval_search import ConfigSearch
 from app.services.evals import EvalService
+from app.services.feedback import FeedbackService
+from app.services.governance import GovernanceService
+from app.services.pii_vault import build_pii_vault
+from app.services.reindex import ReindexService, serving_generation
+from app.services.tuning import ActiveTunings, TuningService
 from core.models import Role
 from core.protocols import VectorIndex
 from core.settings import ModelsSettings, SearchSettings, Settings
@@ -62,6 +71,45 @@ def build_index(settings: Settings, dim: int) -> VectorIndex:
     from retrieval.index.edge import EdgeIndex
 
     return EdgeIndex(settings.index_path, dense_dim=dim)
+
+
+def build_serving_index(settings: Settings) -> VectorIndex:
+    """What every reader and writer holds. Embedded: an `AliasedIndex`, the alias a reindex
+    swaps; remote: a `QdrantIndex` on the Qdrant alias itself (the server swaps it)."""
+    index = build_index(settings, dim=384)
+    if settings.qdrant_url:
+        return index
+    from app.services._index_generations import FIRST
+    from retrieval.index.aliased import AliasedIndex
+
+    return AliasedIndex(index, FIRST)
+
+
+def build_generations(settings: Settings, index: VectorIndex) -> Any:
+    """The collection generations a reindex builds and swaps (`app/services/_index_generations.py`)."""
+    if settings.qdrant_url:
+        from qdrant_client import QdrantClient
+
+        from retrieval.index.qdrant_remote import QdrantGenerations
+
+        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=30)
+        return QdrantGenerations(
+            client, settings.qdrant_collection, 384, shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
+        )
+    from app.services._index_generations import EdgeGenerations
+    from retrieval.index.aliased import AliasedIndex
+
+    assert isinstance(index, AliasedIndex)
+    return EdgeGenerations(settings.data_dir, index)
+
+
+def build_celery_dispatcher(settings: Settings, client: Any) -> CeleryDispatcher:
+    from app import worker
+
+    celery_app = worker.make_celery(settings)
+    return CeleryDispatcher(client, celery_app, worker.QUEUE, worker.TASK, settings.jobs.max_queue_depth)
 
 
 def build_reranker(search: SearchSettings) -> Reranker:
@@ -132,23 +180,34 @@ class Container:
         self.engine = make_engine(settings.sql_url)
         self.sessions = make_session_factory(self.engine)
         self.keys = KeyStore(self.sessions)
+        self.audit = AuditLog(self.sessions)
+        self.limiter = build_limiter(settings.limits, settings.redis_url)
         self.embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding.model_path, settings.embedding.precision, settings.embedding.batch_size
         )
         self.sparse = Bm25SparseEncoder()
-        self.index: VectorIndex = build_index(settings, dim=384)
+        self.index: VectorIndex = build_serving_index(settings)
         self.parser = UnstructuredParser()
+        self.pii_vault = build_pii_vault(settings, self.sessions)
         self.pipeline = IngestionPipeline(
             self.parser,
             TokenChunker(self.embedder, settings.chunking.max_tokens, settings.chunking.overlap_tokens),
             self.embedder,
             self.sparse,
+            redactor=self.pii_vault,
         )
-        self.runner = ThreadJobRunner(self._run_jobs, threads=settings.ingestion.worker_threads)
+        self.job_eta = JobEta(MemoryThroughput())
+        self.runner = ThreadJobRunner(self._run_jobs, threads=settings.ingestion.worker_threads,
+                                      on_batch=lambda n, t0, dt: self.job_eta.log.record("ingest", n, t0, dt))
         enqueue, admit = self._build_dispatch()
         self.documents = DocumentService(
             self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, enqueue, admit
         )
+        gov = settings.governance
+        self.governance = GovernanceService(
+            self.sessions, self.documents, self.index, self.pii_vault, gov.retention_grace_days
+        )
+        self.purge_scheduler = SyncScheduler(self.governance.purge_due, gov.purge_interval_s) if gov.purge else None
         self.searcher = HybridSearcher(
             self.embedder,
             self.sparse,
@@ -159,29 +218,62 @@ class Container:
         self.retrieval = build_retrieval(settings.search, self.searcher, self.embedder.count_tokens)
         self._build_answers()
         self._build_evals()
+        self._build_feedback()
         self._build_connectors()
+        self._build_reindex()
         self.new_admin_key: str | None = None
         self._closed = False
         self._runs_recovered = False
 
     def _build_dispatch(self) -> tuple[Callable[[str], None], Callable[[], None]]:
-        """Where ingest jobs run: Celery workers when CAIRN_REDIS_URL is set, else this process."""
+        """Where jobs run: Celery workers when CAIRN_REDIS_URL is set, else this process.
+
+        `job_routes` names the kinds sent to Celery besides ingest: syncs always; evaluation and
+        reindex only with a Qdrant server, because the embedded engine can be read and written
+        by this process alone (docs/jobs.md)."""
         jobs = self.settings.jobs
         self.sweep: RecoverySweep | None = None
         self.applier: IndexApplier | None = None
+        self.job_routes: dict[str, Callable[[str], None]] = {}
         if not self.settings.redis_url:
             return self.runner.enqueue, thread_admission(self.runner.depth, jobs.max_queue_depth)
         import redis
 
         from app import worker
 
-        celery_app = worker.make_celery(self.settings)
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        dispatcher = CeleryDispatcher(client, celery_app, worker.QUEUE, worker.TASK, jobs.max_queue_depth)
-        self.sweep = RecoverySweep(self.sessions, dispatcher.enqueue, jobs.sweep_interval_s, jobs.stale_after_s)
+        dispatcher = build_celery_dispatcher(self.settings, client)
+        self.job_eta = JobEta(RedisThroughput(client))
+        self.job_routes["sync"] = dispatcher.sender(worker.SYNC_TASK, worker.JOBS_QUEUE)
+        if self.settings.qdrant_url:
+            self.job_routes["eval"] = dispatcher.sender(worker.EVAL_TASK, worker.JOBS_QUEUE)
+            self.job_routes["reindex"] = dispatcher.sender(worker.REINDEX_TASK, worker.JOBS_QUEUE)
+        routes = {"ingest": dispatcher.enqueue, **self.job_routes}
         if not self.settings.qdrant_url:  # this process owns the embedded engine: apply workers' results
-            self.applier = IndexApplier(client, lambda ready: self.documents.finish(ready))
+            routes["unindex"] = lambda job_id: self.documents.apply_unindex(job_id)
+            self.applier = IndexApplier(client, lambda ready: self.documents.finish(ready),
+                                        lambda job_id: self.documents.apply_unindex(job_id))
+        self.sweep = RecoverySweep(self.sessions, routes, jobs.sweep_interval_s, jobs.stale_after_s)
         return dispatcher.enqueue, dispatcher.admit
+
+    def _build_reindex(self) -> None:
+        """Reindex runs on its own thread here (embedded: only this process may write the
+        engine), or as `cairn.reindex` on a worker with a Qdrant server."""
+        self.reindex_runner = ThreadJobRunner(self._run_reindex, threads=1, max_batch=1)
+        self.generations = build_generations(self.settings, self.index)
+        self.reindex = ReindexService(
+            self.sessions, BlobStore(self.settings.data_dir / "blobs"), self.pipeline, self.generations, self.index,
+            self.job_routes.get("reindex", self.reindex_runner.enqueue), stale_after_s=self.settings.jobs.stale_after_s,
+        )
+        self.job_retry = JobRetry(
+            self.sessions, self.documents.retry,
+            {"sync": self.job_routes.get("sync", self.sync_runner.enqueue),
+             "eval": self.job_routes.get("eval", self.eval_runner.enqueue)},
+            self.reindex.requeue,
+        )
+
+    def _run_reindex(self, run_ids: list[str]) -> None:
+        self.reindex.run_jobs(run_ids)
 
     def _build_answers(self) -> None:
         """Answers: model gateway, durable workflow runs on the app's SQL database."""
@@ -194,6 +286,7 @@ class Container:
             self.gateway,
             self.runs,
             registry=WorkflowRegistry.builtin(models.workflows_dir),
+            reveal=self.pii_vault.reveal,
             default_top_k=self.settings.search.default_top_k,
         )
 
@@ -204,10 +297,9 @@ class Container:
         self.eval_runner = ThreadJobRunner(self._run_evals, threads=1, max_batch=1)
         self.eval_datasets = EvalDatasetService(self.sessions, self.documents)
         search = ConfigSearch(self.searcher, lambda: getattr(self, "retrieval", None))
-        self.eval_jobs = EvalJobs(self.sessions, self.eval_datasets, search, self.eval_runner.enqueue)
-        self.evals = EvalService(
-            self.sessions, self.eval_datasets, self.eval_runner.enqueue, lambda: search.rerank_available
-        )
+        enqueue = self.job_routes.get("eval", self.eval_runner.enqueue)
+        self.eval_jobs = EvalJobs(self.sessions, self.eval_datasets, search, enqueue)
+        self.evals = EvalService(self.sessions, self.eval_datasets, enqueue, lambda: search.rerank_available)
 
     def _build_connectors(self) -> None:
         """Connector syncs run on their own single thread (a sync waits for the ingest jobs it
@@ -218,15 +310,26 @@ class Container:
         self.sync_runner = ThreadJobRunner(self._run_syncs, threads=1, max_batch=1)
         self.connector_sync = ConnectorSyncRunner(self.sessions, self.documents, policy, cfg.sync_timeout_s)
         self.connectors = ConnectorService(
-            self.sessions, self.documents, policy, self.sync_runner.enqueue, cfg.min_interval_s
+            self.sessions, self.documents, policy, self.job_routes.get("sync", self.sync_runner.enqueue),
+            cfg.min_interval_s,
         )
         self.scheduler = SyncScheduler(self.connectors.run_due, cfg.scheduler_tick_s) if cfg.scheduler else None
 
     def _run_syncs(self, sync_ids: list[str]) -> None:
         self.connector_sync.run_jobs(sync_ids)
 
+    def _build_feedback(self) -> None:
+        """Answer feedback, and tuning: tune jobs share the evaluation queue; a tenant's active
+        tuning reaches every search through `RetrievalService.tuning_for`."""
+        self.feedback = FeedbackService(self.sessions, self.answers, self.index, self.eval_datasets)
+        self.active_tunings = ActiveTunings(self.sessions)
+        self.retrieval.tuning_for = self.active_tunings.options
+        self.tuning = TuningService(
+            self.sessions, self.eval_datasets, self.retrieval, self.active_tunings, self.eval_runner.enqueue
+        )
+
     def _run_evals(self, run_ids: list[str]) -> None:
-        self.eval_jobs.run_jobs(run_ids)
+        self.eval_jobs.run_jobs(self.tuning.run_jobs(run_ids))
 
     async def recover_runs(self) -> int:
         """Resume runs a previous process left `running` or `compensating` (their completed
@@ -262,6 +365,8 @@ class Container:
         self.new_admin_key = self._bootstrap_admin()
         self.embedder.warm_up()
         self.parser.warm_up()
+        if hasattr(self.generations, "attach"):  # embedded: open the generation the alias names
+            self.generations.attach(serving_generation(self.sessions, self.generations.alias) or "index")
         self.index.warm_up()
         self.retrieval.warm_up()
         self.runner.start()
@@ -274,13 +379,21 @@ class Container:
             self.sweep.start()
         if self.applier is not None:
             self.applier.start()
-        if self.eval_jobs.recover():
+        # kinds on Celery are recovered by the sweep (a worker may be running them right now)
+        if "eval" not in self.job_routes and self.eval_jobs.recover():
             log.info("re-enqueued unfinished evaluation runs")
+        if self.tuning.recover():
+            log.info("re-enqueued unfinished tuning jobs")
         self.sync_runner.start()
-        if self.connectors.recover():
+        if "sync" not in self.job_routes and self.connectors.recover():
             log.info("re-enqueued unfinished connector syncs")
+        self.reindex_runner.start()
+        if "reindex" not in self.job_routes and self.reindex.recover():
+            log.info("re-enqueued an unfinished reindex")
         if self.scheduler is not None:
             self.scheduler.start()
+        if self.purge_scheduler is not None:
+            self.purge_scheduler.start()
 
     def close(self) -> None:
         if self._closed:
@@ -288,14 +401,21 @@ class Container:
         self._closed = True
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.purge_scheduler is not None:
+            self.purge_scheduler.shutdown()
         self.connector_sync.stop()  # an unfinished sync goes back to the queue for the next start
         self.sync_runner.shutdown()
         self.eval_jobs.stop()  # an unfinished run goes back to the queue for the next start
+        self.tuning.stop()
         self.eval_runner.shutdown()
         self.runner.shutdown()
+        self.reindex.stop()  # an unfinished reindex starts over at the next start
+        self.reindex_runner.shutdown()
         for part in (self.sweep, self.applier):
             if part is not None:
                 part.stop()
+        if hasattr(self.generations, "close"):
+            self.generations.close()
         self.index.close()
         self.engine.dispose()
 

@@ -16,7 +16,8 @@ from core.models import JobState
 from core.tables import Job, utcnow
 
 log = logging.getLogger(__name__)
-ACTIVE = [JobState.queued.value, JobState.parsing.value, JobState.chunking.value, JobState.embedding.value]
+ACTIVE = [JobState.queued.value, JobState.parsing.value, JobState.chunking.value, JobState.embedding.value,
+          "running"]
 
 
 class CeleryDispatcher:
@@ -43,6 +44,14 @@ class CeleryDispatcher:
     def enqueue(self, job_id: str) -> None:
         self._celery.send_task(self._task, args=[[job_id]], queue=self._queue)
 
+    def sender(self, task: str, queue: str) -> Callable[[str], None]:
+        """An enqueue function for another task (sync, eval, reindex): ids only, after the commit."""
+
+        def send(job_id: str) -> None:
+            self._celery.send_task(task, args=[[job_id]], queue=queue)
+
+        return send
+
 
 def thread_admission(depth: Callable[[], int], max_depth: int) -> Callable[[], None]:
     def admit() -> None:
@@ -54,15 +63,21 @@ def thread_admission(depth: Callable[[], int], max_depth: int) -> Callable[[], N
 
 
 class RecoverySweep:
-    """Re-enqueues ingest jobs that sat unfinished longer than `stale_after_s`: their message was
-    lost (Redis restarted without persistence, enqueue failed after the commit) or their worker
-    died. Tasks are idempotent, so a job that was merely slow is harmlessly done twice."""
+    """Re-enqueues jobs of every kind it has a route for (ingest, sync, eval, reindex, unindex)
+    that sat unfinished longer than `stale_after_s`: their message was lost (Redis restarted
+    without persistence, enqueue failed after the commit) or their worker died. Tasks are
+    idempotent, so a job that was merely slow is harmlessly done twice. A running job touches
+    its row as it progresses, so only a silent one counts as stale."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], enqueue: Callable[[str], None], interval_s: float, stale_after_s: float
+        self,
+        sessions: sessionmaker[Session],
+        routes: dict[str, Callable[[str], None]],
+        interval_s: float,
+        stale_after_s: float,
     ) -> None:
         self._sessions = sessions
-        self._enqueue = enqueue
+        self._routes = routes
         self._interval = interval_s
         self._stale = timedelta(seconds=stale_after_s)
         self._stop = threading.Event()
@@ -74,17 +89,18 @@ class RecoverySweep:
     def sweep(self) -> int:
         cutoff = utcnow() - self._stale
         with self._sessions.begin() as s:
-            ids = list(
-                s.scalars(
-                    select(Job.id).where(Job.kind == "ingest", Job.state.in_(ACTIVE), Job.updated_at < cutoff)
-                ).all()
-            )
+            rows = s.execute(
+                select(Job.id, Job.kind)
+                .where(Job.kind.in_(list(self._routes)), Job.state.in_(ACTIVE), Job.updated_at < cutoff)
+                .order_by(Job.created_at)
+            ).all()
+            ids = [job_id for job_id, _ in rows]
             if ids:
                 s.execute(update(Job).where(Job.id.in_(ids)).values(updated_at=utcnow()))
         sent = 0
-        for job_id in ids:
+        for job_id, kind in rows:
             try:
-                self._enqueue(job_id)
+                self._routes[kind](job_id)
                 sent += 1
             except Exception:
                 log.warning("recovery sweep: queue unavailable; %d jobs wait for the next sweep", len(ids) - sent)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors as e
@@ -34,6 +35,37 @@ STATUS: dict[type[e.CairnError], int] = {
     oe.ProviderError: 503,
     oe.StreamInterrupted: 503,
     oe.WorkflowSpecError: 422,
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str  # machine-readable, e.g. invalid_input, not_found, unauthenticated
+    message: str  # says what to do
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body Cairn sends."""
+
+    error: ErrorDetail
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# declared on every operation (the OpenAPI schema is a contract: tests/app/test_openapi_fuzz.py)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("the body could not be read (e.g. not UTF-8); `malformed_body`"),
+    401: _documented("missing, unknown, expired or revoked API key"),
+    403: _documented("the key's role or the data's policy does not allow this"),
+    404: _documented("no such resource, or not visible to this key"),
+    409: _documented("conflicts with the current state"),
+    413: _documented("the upload is larger than CAIRN_INGESTION__MAX_UPLOAD_BYTES"),
+    415: _documented("a file type Cairn cannot index; `details.supported` lists those it can"),
+    422: _documented("the request is not valid; `details` says where"),
+    429: _documented("rate limit, quota or budget reached; see Retry-After"),
+    503: _documented("a dependency (index, model provider, queue) is unavailable; retry later"),
 }
 
 
@@ -76,7 +108,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)

@@ -1,7 +1,8 @@
 """Worker -> index owner hand-off for the embedded engine in Celery mode.
 
-A worker pushes each embedded document version onto a Redis list; the API process, the only
-one that may open the embedded engine, pops and applies them (`DocumentService.finish`). If the
+A worker pushes each embedded document version (and each document it deleted, e.g. in a
+connector sync) onto a Redis list; the API process, the only one that may open the embedded
+engine, pops and applies them in order (`DocumentService.finish` / `apply_unindex`). If the
 API dies between pop and apply, the job stays in `embedding` and the recovery sweep sends it
 through the pipeline again: applying is idempotent, so the effect is still exactly once.
 """
@@ -73,12 +74,22 @@ def push_ready(redis_client: Any, ready: list[Any]) -> None:
         redis_client.rpush(READY_KEY, *(encode_ready(r) for r in ready))
 
 
+def push_unindex(redis_client: Any, job_id: str) -> None:
+    """A deletion made on a worker: on the same list as versions, so the owner applies them in
+    order. The job row was committed with the deletion; if this push is lost, the recovery sweep
+    applies it (`DocumentService.apply_unindex`)."""
+    redis_client.rpush(READY_KEY, json.dumps({"unindex": job_id}).encode())
+
+
 class IndexApplier:
     """API-side consumer of the hand-off list, on its own thread."""
 
-    def __init__(self, redis_client: Any, finish: Callable[[Any], None]) -> None:
+    def __init__(
+        self, redis_client: Any, finish: Callable[[Any], None], unindex: Callable[[str], None] = lambda _job: None
+    ) -> None:
         self._redis = redis_client
         self._finish = finish
+        self._unindex = unindex
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cairn-index-applier", daemon=True)
 
@@ -96,7 +107,10 @@ class IndexApplier:
             if item is None:
                 continue
             try:
-                self._finish(decode_ready(item[1]))
+                if item[1].startswith(b'{"unindex"'):
+                    self._unindex(json.loads(item[1])["unindex"])
+                else:
+                    self._finish(decode_ready(item[1]))
             except Exception:
                 log.exception("index hand-off: could not apply a version; the sweep will redo its job")
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import JobState
-from core.tables import Job
+from core.errors import Conflict, NotFound, PermissionDenied
+from core.models import JobState, Principal, Role
+from core.tables import Job, utcnow
 
 log = logging.getLogger(__name__)
 ACTIVE_STATES = (JobState.queued, JobState.parsing, JobState.chunking, JobState.embedding)
@@ -24,9 +27,18 @@ _STOP = ""
 
 
 class ThreadJobRunner:
-    def __init__(self, run_batch: Callable[[list[str]], None], threads: int = 1, max_batch: int = 128) -> None:
+    """`on_batch(jobs, started, seconds)` is told how long each batch took (ETA estimates)."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[str]], None],
+        threads: int = 1,
+        max_batch: int = 128,
+        on_batch: Callable[[int, float, float], None] | None = None,
+    ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._on_batch = on_batch
         self._queue: queue.Queue[str] = queue.Queue()
         self._busy = 0
         self._lock = threading.Lock()
@@ -56,9 +68,12 @@ class ThreadJobRunner:
             for _ in range(stops - 1):
                 self._queue.put(_STOP)  # one stop marker per worker: hand the extras back
             jobs = [j for j in batch if j != _STOP]
+            started, t0 = time.time(), time.perf_counter()
             try:
                 if jobs:
                     self._run_batch(jobs)
+                    if self._on_batch is not None:
+                        self._on_batch(len(jobs), started, time.perf_counter() - t0)
             except Exception:  # the service records each job's failure; this keeps the worker alive
                 log.exception("job batch %s crashed", jobs)
             finally:
@@ -97,3 +112,54 @@ class ThreadJobRunner:
             self._queue.put(_STOP)
         for t in started:
             t.join()
+
+
+class JobRetry:
+    """`POST /v1/jobs/{id}/retry` for every kind: a failed job goes back to its queue under the
+    same id (ingest reuses the stored original; a sync or evaluation run starts over; a reindex
+    rebuilds a new generation). `requeue[kind]` resets the kind's own row and enqueues."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        retry_ingest: Callable[[Principal, str], None],
+        enqueue: dict[str, Callable[[str], None]],
+        retry_reindex: Callable[[str], None],
+    ) -> None:
+        self._sessions = sessions
+        self._retry_ingest = retry_ingest
+        self._enqueue = enqueue
+        self._retry_reindex = retry_reindex
+
+    def retry(self, principal: Principal, job_id: str) -> None:
+        with self._sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.tenant_id != principal.tenant_id or (
+                job.created_by != principal.user and principal.role is not Role.admin
+            ):
+                raise NotFound(f"job {job_id!r} not found")
+            kind, state = job.kind, job.state
+        if kind == "ingest":
+            self._retry_ingest(principal, job_id)
+            return
+        if not principal.can_write():
+            raise PermissionDenied("retrying a job needs the editor or admin role")
+        if state != JobState.failed.value or kind not in ("sync", "eval", "reindex"):
+            raise Conflict(f"only failed jobs can be retried; this {kind} job is {state}")
+        if kind == "reindex":
+            self._retry_reindex(job_id)
+            return
+        with self._sessions.begin() as s:
+            row: Any = s.get(_kind_table(kind), job_id)
+            if row is not None:
+                row.status, row.error, row.finished_at = "queued", None, None
+            s.execute(update(Job).where(Job.id == job_id).values(
+                state="queued", error=None, progress=0.0, finished_at=None, updated_at=utcnow()))
+        self._enqueue[kind](job_id)
+
+
+def _kind_table(kind: str) -> Any:
+    from core.tables_connectors import ConnectorSync
+    from core.tables_evals import EvalRun
+
+    return ConnectorSync if kind == "sync" else EvalRun

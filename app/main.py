@@ -8,22 +8,30 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
-from app import errors
+from app import errors, tracing
 from app.container import Container
 from app.metrics import MetricsMiddleware
+from app.upload_limit import UploadSizeLimit
 from app.routes import (
+    admin,
     answers,
+    audit,
     chat,
     connectors,
     documents,
     eval_datasets,
     evals,
+    feedback,
+    governance,
     health,
     jobs,
     keys,
     metrics,
+    reindex,
     runs,
     search,
+    support,
+    tuning,
     ui,
     workflows,
 )
@@ -37,6 +45,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if container is None:
             c.start()
         app.state.container = c
+        tracer = tracing.configure(c.settings.otel)
         # in the background: a long interrupted run must not hold up serving new requests
         recovery = asyncio.create_task(c.recover_runs(), name="recover-workflow-runs")
         try:
@@ -47,6 +56,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                 await recovery
             if container is None:
                 c.close()
+            tracing.shutdown(tracer)
 
     app = FastAPI(
         title="Cairn",
@@ -56,11 +66,19 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             "workflow runs and an OpenAI-compatible chat endpoint."
         ),
         lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
     )
     errors.install(app)
     app.add_middleware(MetricsMiddleware)
-    for module in (eval_datasets, evals, metrics, connectors):
+    app.add_middleware(UploadSizeLimit)  # before the multipart body is parsed and spooled
+    if (container.settings if container else settings or get_settings()).otel.endpoint:
+        app.add_middleware(tracing.TracingMiddleware)  # outermost: the request span parents all others
+    for module in (eval_datasets, evals, metrics, connectors, support, governance):
         app.include_router(module.router)
     for module in (health, keys, documents, jobs, search, answers, chat, workflows, runs, ui):
+        app.include_router(module.router)
+    for module in (admin, audit, reindex):
+        app.include_router(module.router)
+    for module in (feedback, tuning):
         app.include_router(module.router)
     return app

@@ -12,6 +12,7 @@ Hooks for the answer path (call them; they never raise):
     record_workflow_step(workflow, step_kind, status, seconds)
     record_model_call(provider, outcome, seconds, input_tokens=0, output_tokens=0, cost_usd=0.0)
     record_answer_quality(workflow, score)              0..1, e.g. share of verified citations
+    record_feedback(workflow, rating)                   rating: up | down (POST /v1/answers/{id}/feedback)
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ MODEL_LATENCY = Histogram("cairn_model_call_duration_seconds", "Model provider c
 MODEL_TOKENS = Counter("cairn_model_tokens", "Tokens sent to / received from providers", ["provider", "direction"],
                        registry=REGISTRY)
 MODEL_COST = Counter("cairn_model_cost_usd", "Model spend in USD", ["provider"], registry=REGISTRY)
+ANSWER_FEEDBACK = Counter("cairn_answer_feedback", "Answer feedback given (thumbs up / down), by workflow",
+                          ["workflow", "rating"], registry=REGISTRY)
 ANSWER_QUALITY = Histogram("cairn_answer_quality_score", "Answer quality score (0..1)", ["workflow"],
                            buckets=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0), registry=REGISTRY)
 
@@ -150,6 +153,10 @@ def record_model_call(
 
 def record_answer_quality(workflow: str, score: float) -> None:
     ANSWER_QUALITY.labels(workflow).observe(min(max(score, 0.0), 1.0))
+
+
+def record_feedback(workflow: str, rating: str) -> None:
+    ANSWER_FEEDBACK.labels(workflow, rating).inc()
 
 
 def observe_ingest_jobs(sessions: sessionmaker[Session], job_ids: list[str]) -> None:

@@ -73,7 +73,7 @@ def start_workers(n: int, env: dict[str, str], logdir: Path) -> list[subprocess.
     procs = []
     for i in range(n):
         log = logdir / f"worker{i}.log"
-        procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=ROOT,
+        procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--queues", "ingest"], cwd=ROOT,
                                       env={**os.environ, **env}, stdout=log.open("wb"),
                                       stderr=subprocess.STDOUT, start_new_session=True))
     for i in range(n):

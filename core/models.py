@@ -37,6 +37,11 @@ class Role(StrEnum):
     reader = "reader"
 
 
+# `pii:read`: answers show the original values behind PII tokens (see docs/security.md)
+Permission = Literal["pii:read"]
+PII_READ: Permission = "pii:read"
+
+
 class Principal(BaseModel):
     """Who is calling. Built only from a verified API key, never from a request body."""
 
@@ -47,6 +52,7 @@ class Principal(BaseModel):
     groups: tuple[str, ...] = ()
     role: Role = Role.reader
     key_id: str = ""
+    permissions: tuple[str, ...] = ()  # optional extras granted on the API key (see Permission)
 
     @property
     def acl_principals(self) -> list[str]:
@@ -56,6 +62,9 @@ class Principal(BaseModel):
 
     def can_write(self) -> bool:
         return self.role in (Role.admin, Role.editor)
+
+    def can_read_pii(self) -> bool:
+        return PII_READ in self.permissions
 
 
 class DocumentMetadata(BaseModel):

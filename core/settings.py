@@ -141,6 +141,48 @@ class ConnectorsSettings(BaseModel):
     sync_timeout_s: float = Field(default=3600.0, gt=0)
 
 
+class OtelSettings(BaseModel):
+    """OpenTelemetry traces over OTLP/HTTP (protobuf), off unless `endpoint` is set, e.g.
+    CAIRN_OTEL__ENDPOINT=http://otel-collector:4318 (`/v1/traces` is appended unless given).
+    Needs the optional packages opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http."""
+
+    endpoint: str | None = None
+    service_name: str = "cairn"
+    timeout_s: float = Field(default=10.0, gt=0)
+    export_interval_ms: int = Field(default=5000, ge=1)
+
+
+class LimitsSettings(BaseModel):
+    """Requests per key and per tenant, counted for every authenticated request; each is off
+    (None) unless set. Shared by all API replicas through Redis when CAIRN_REDIS_URL is set.
+    Example: CAIRN_LIMITS__PER_KEY_PER_MINUTE=600 CAIRN_LIMITS__PER_TENANT_PER_DAY=200000"""
+
+    per_key_per_minute: int | None = Field(default=None, ge=1)
+    per_tenant_per_minute: int | None = Field(default=None, ge=1)
+    per_tenant_per_day: int | None = Field(default=None, ge=1)  # resets at midnight UTC
+
+
+class GovernanceSettings(BaseModel):
+    """PII handling at ingest, retention and erasure (docs/security.md, "Data governance").
+
+    `pii_policy` is the default for tenants that did not set their own (`PUT
+    /v1/admin/pii-policy`): PII type (email, phone, card, iban, ssn, nino, bsn, ip) -> keep, mask
+    or tokenize; types not named are kept. Tokenized values are encrypted with a key derived from
+    `pii_key`, or from `<data_dir>/pii.key` (generated on first start) when it is unset; every
+    process of one deployment (API, workers) must use the same key. Example:
+
+        CAIRN_GOVERNANCE__PII_POLICY='{"email": "tokenize", "card": "mask", "iban": "mask"}'
+    """
+
+    pii_policy: dict[str, Literal["keep", "mask", "tokenize"]] = Field(default_factory=dict)
+    pii_key: SecretStr | None = None
+    # documents whose effective_to lies more than this many days in the past are purged
+    retention_grace_days: float = Field(default=30.0, ge=0)
+    # the in-process purge schedule; turn off on all but one replica
+    purge: bool = True
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAIRN_", env_nested_delimiter="__", extra="ignore")
 
@@ -173,11 +215,17 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     models: ModelsSettings = ModelsSettings()
     connectors: ConnectorsSettings = ConnectorsSettings()
+    governance: GovernanceSettings = GovernanceSettings()
+    limits: LimitsSettings = LimitsSettings()
+    otel: OtelSettings = OtelSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production" and self.admin_key is not None and len(self.admin_key) < 24:
             raise ValueError("CAIRN_ADMIN_KEY must be at least 24 characters in production")
+        pii_key = self.governance.pii_key
+        if pii_key is not None and len(pii_key.get_secret_value()) < 32:
+            raise ValueError("CAIRN_GOVERNANCE__PII_KEY must be at least 32 characters")
         if self.chunking.overlap_tokens >= self.chunking.max_tokens // 2:
             raise ValueError("chunking.overlap_tokens must be less than half of chunking.max_tokens")
         return self

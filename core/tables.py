@@ -29,6 +29,7 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)  # e.g. ["pii:read"] (migration 0008)
 
 
 class Document(Base):

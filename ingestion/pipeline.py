@@ -21,6 +21,7 @@ from core.models import (
     chunk_id,
 )
 from core.protocols import Chunker, DocumentParser, Embedder, SparseEncoder
+from ingestion.pii import PiiRedactor
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,10 @@ class IngestionPipeline:
         chunker: Chunker,
         embedder: Embedder,
         sparse: SparseEncoder,
+        redactor: PiiRedactor | None = None,
     ) -> None:
         self._parser = parser
+        self._redactor = redactor
         self._chunker = chunker
         self._embedder = embedder
         self._sparse = sparse
@@ -107,8 +110,14 @@ class IngestionPipeline:
         self._embed_lock = threading.Lock()
 
     def parse_and_chunk(self, item: VersionInput) -> Chunked:
+        """The tenant's PII policy is applied to the parsed text before chunking, so chunk text,
+        offsets, embeddings and sparse vectors only ever see the redacted text."""
         parsed = self._parser.parse(item.data, item.filename, item.content_type)
-        return Chunked(item, parsed, self._chunker.chunk(parsed))
+        if self._redactor is None:
+            return Chunked(item, parsed, self._chunker.chunk(parsed))
+        ref = item.ref
+        redacted = self._redactor.redact(ref.tenant_id, ref.doc_id, ref.version, parsed)
+        return Chunked(item, redacted.document, self._chunker.chunk(redacted.document))
 
     def embed(self, batch: list[Chunked]) -> list[PreparedVersion]:
         texts = [c.text for doc in batch for c in doc.chunks]

@@ -9,7 +9,7 @@ only point at chunks that call returned, so an answer never reveals more than a 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from core.errors import CairnError, InvalidInput, Unavailable
@@ -48,6 +48,7 @@ class AnswerService:
         actions: Mapping[str, Action] | None = None,
         default_top_k: int = 5,
         max_top_k: int = 50,
+        reveal: Callable[[Principal, str], str] | None = None,
     ) -> None:
         if not 1 <= default_top_k <= max_top_k:
             raise ValueError(f"default_top_k must be in [1, max_top_k={max_top_k}], got {default_top_k}")
@@ -56,6 +57,7 @@ class AnswerService:
             run_store or InMemoryRunStore(), retriever, model, registry=registry, actions=actions
         )
         self._retriever = retriever
+        self._reveal = reveal
         self.default_top_k = default_top_k
         self.max_top_k = max_top_k
 
@@ -125,6 +127,22 @@ class AnswerService:
             latency_ms=round((time.perf_counter() - started) * 1000, 2) if started else 0.0,
         )
 
+    def revealed(self, principal: Principal, result: AnswerResult) -> AnswerResult:
+        """The answer as this caller may read it: `reveal` swaps PII tokens for their values
+        when the caller holds `pii:read`. Citations were verified against the stored (tokenized)
+        chunk text before this, and their offsets still index that text."""
+        reveal = self._reveal
+        if reveal is None or not principal.can_read_pii():
+            return result
+        citations = [
+            c.model_copy(update={
+                "quote": reveal(principal, c.quote),
+                "quotes": [q.model_copy(update={"text": reveal(principal, q.text)}) for q in c.quotes],
+            })
+            for c in result.citations
+        ]
+        return result.model_copy(update={"answer": reveal(principal, result.answer), "citations": citations})
+
     def _paused_output(self, run: RunRecord) -> dict[str, Any]:
         """The draft waiting for review, so the agent sees what a reviewer will decide on."""
         events = self.engine.store.events(run.id)
@@ -149,7 +167,7 @@ class AnswerService:
         run = await self.engine.start(
             workflow, principal, self._inputs(question, top_k, filters, gatherers, inputs)
         )
-        return self.result_of(run, started)
+        return self.revealed(principal, self.result_of(run, started))
 
     def stream(
         self,
@@ -180,7 +198,7 @@ class AnswerService:
         started = time.perf_counter()
         try:
             run = await self.engine.start(workflow, principal, data)
-            yield AnswerEvent(type="final", result=self.result_of(run, started))
+            yield AnswerEvent(type="final", result=self.revealed(principal, self.result_of(run, started)))
         except CairnError as exc:
             yield AnswerEvent(type="error", code=exc.code, message=exc.message)
 
@@ -223,7 +241,7 @@ class AnswerService:
                 output = generate_output(gen, chunks, completion, grounded)
             self.engine.store.append_event(run.id, gen.id, "completed", output=output)
             final = await self.engine.resume(run.id, principal)
-            yield AnswerEvent(type="final", result=self.result_of(final, started))
+            yield AnswerEvent(type="final", result=self.revealed(principal, self.result_of(final, started)))
         except CairnError as exc:
             # a stream the client saw fail must not be re-run by `recover()` after a restart
             self.engine.store.update_run(run.id, status="failed", reason=f"{exc.code}: {exc.message}")

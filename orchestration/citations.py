@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from core.models import RetrievedChunk
 from orchestration._text import sentence_spans, terms
+from orchestration.injection import flags_for
 from orchestration.types import Citation, Quote
 
 MARKER = re.compile(r"\[\^?(\d{1,4}(?:\s*,\s*\^?\d{1,4})*)\]")
@@ -175,6 +176,7 @@ def build_citations(text: str, context: list[RetrievedChunk], mapping: dict[int,
                 char_end=quotes[0].char_end,
                 quotes=quotes,
                 supported=any(ok for *_, ok in found[n]),
+                flags=flags_for(f"{chunk.title}\n{chunk.text}"),
             )
         )
     return citations

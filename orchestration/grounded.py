@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.llm import INSUFFICIENT_EVIDENCE, ChatMessage, Completion
 from core.models import RetrievedChunk
 from orchestration.citations import GroundedText, ground
+from orchestration.injection import SOURCES_ARE_DATA, fence_source
 from orchestration.types import Citation
 
 NOT_FOUND = "I could not find an answer to this in the knowledge base."
@@ -17,16 +18,17 @@ SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. After every sentence, cite the "
     "sources it relies on as [n] (for example: The fee is 10 euros [2].). Prefer quoting the "
     "sources' own words. If the sources do not contain the answer, reply exactly "
-    f"{ABSTAIN_TOKEN} and nothing else."
+    f"{ABSTAIN_TOKEN} and nothing else. {SOURCES_ARE_DATA}"
 )
 
 
 def render_sources(context: list[RetrievedChunk], max_chars: int = 48_000) -> str:
-    """Numbered source blocks for remote models; [n] here is context[n - 1]."""
+    """Numbered source blocks for remote models; [n] here is context[n - 1]. Each block is
+    fenced data (orchestration.injection): a document cannot close its fence or forge another."""
     blocks: list[str] = []
     used = 0
     for i, chunk in enumerate(context, start=1):
-        block = f"[{i}] {chunk.title}\n{chunk.text}".strip()
+        block = fence_source(i, chunk.title, chunk.text)
         if used + len(block) > max_chars:
             break
         blocks.append(block)

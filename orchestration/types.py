@@ -35,6 +35,8 @@ class Citation(BaseModel):
     quotes: list[Quote] = Field(default_factory=list)
     # False when the claim attached to the marker shares no content terms with the chunk
     supported: bool = True
+    # e.g. "possible_prompt_injection": the chunk holds instruction-like text (orchestration.injection)
+    flags: list[str] = Field(default_factory=list)
 
 
 class AnswerResult(BaseModel):

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from core import tracing
 from core.models import AccessScope, IndexFilter, IndexQuery, Principal, RetrievedChunk
 from retrieval.fusion import FusionMethod, fuse
 from retrieval.search import EncodedQuery, HybridSearcher, to_chunk
@@ -121,7 +122,8 @@ class IndexGatherBackend:
         flat = [iq for plan in plans for iq in plan]
         index = self._searcher.index
         try:
-            hits = index.query_batch(flat)
+            with tracing.span("index.query_batch", tenant=principal.tenant_id, queries=len(flat)):
+                hits = index.query_batch(flat)
         except Exception:
             _log.warning("batched gatherer query failed; retrying each gatherer alone", exc_info=True)
             return [self._alone(call, query, plan) for call, plan in zip(calls, plans, strict=True)]

@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core import tracing
 from core.errors import InvalidInput, Unavailable
 from core.models import Principal, RetrievedChunk, SearchFilters
 from retrieval.context import ContextWindow, TokenCount, approx_tokens, build_context
@@ -49,6 +50,24 @@ class RetrievalDefaults:
     dedupe_threshold: float = 0.8
     mmr_lambda: float = 1.0
     max_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Overrides of the fusion and rerank defaults; None keeps the default. A tenant's active
+    tuning is one of these (resolved per request by `RetrievalService.tuning_for`), and a tuning
+    job passes one per trial. Gatherers that set their own fusion in YAML keep it, and an
+    explicit `rerank` argument to `retrieve()` still wins."""
+
+    fusion: FusionMethod | None = None
+    dense_weight: float | None = None
+    sparse_weight: float | None = None
+    rerank: bool | None = None
+    rerank_depth: int | None = None
+
+    def apply(self, d: RetrievalDefaults) -> RetrievalDefaults:
+        changed = {k: v for k, v in self.__dict__.items() if v is not None}
+        return replace(d, **changed) if changed else d
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class RetrievalService:
         defaults: RetrievalDefaults | None = None,
         sources: Mapping[str, GatherBackend] | None = None,
         count_tokens: TokenCount = approx_tokens,
+        tuning_for: Callable[[str], SearchOptions | None] | None = None,
     ) -> None:
         self._searcher = searcher
         self.registry = registry
@@ -91,6 +111,8 @@ class RetrievalService:
         self._index_backend = IndexGatherBackend(searcher)
         self._sources = dict(sources or {})  # gatherer name -> backend other than the index
         self._count = count_tokens
+        # tenant id -> that tenant's active tuning (None: the defaults above)
+        self.tuning_for = tuning_for
         # one semaphore per event loop: the API's loop and `asyncio.run` in worker threads
         # (evaluation jobs) must not share a loop-bound primitive
         self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -108,8 +130,16 @@ class RetrievalService:
             sem = self._limits[loop] = asyncio.Semaphore(self.defaults.max_concurrency)
         return sem
 
-    def _call(self, g: BoundGatherer, base: SearchFilters | None, top_k: int, rerank: bool) -> GatherCall:
-        d, s = self.defaults, g.spec
+    def effective_defaults(self, tenant_id: str, options: SearchOptions | None = None) -> RetrievalDefaults:
+        """The defaults one request runs with: `options` when given, else the tenant's tuning."""
+        if options is None and self.tuning_for is not None:
+            options = self.tuning_for(tenant_id)
+        return options.apply(self.defaults) if options is not None else self.defaults
+
+    def _call(
+        self, g: BoundGatherer, base: SearchFilters | None, top_k: int, rerank: bool, d: RetrievalDefaults
+    ) -> GatherCall:
+        s = g.spec
         limit = max(s.top_k, top_k, d.rerank_depth if rerank else 0)
         fusion = s.fusion or d.fusion
         weights = (s.dense_weight or d.dense_weight, s.sparse_weight or d.sparse_weight)
@@ -157,14 +187,19 @@ class RetrievalService:
 
         async def one(i: int) -> tuple[GatherOutcome | None, float]:
             key, slot = position[i]
-            try:
-                async with asyncio.timeout(bound[i].spec.timeout_s):
-                    outcomes = await asyncio.shield(tasks[key])
-            except TimeoutError:
-                return None, _ms(t0)
-            except Exception as exc:  # the backend itself broke: every member fails alike
-                return exc, _ms(t0)
-            return outcomes[slot], _ms(t0)
+            with tracing.span("gatherer", gatherer=bound[i].spec.name, tenant=principal.tenant_id) as sp:
+                try:
+                    async with asyncio.timeout(bound[i].spec.timeout_s):
+                        outcomes = await asyncio.shield(tasks[key])
+                except TimeoutError:
+                    sp.set_attribute("outcome", "timeout")
+                    return None, _ms(t0)
+                except Exception as exc:  # the backend itself broke: every member fails alike
+                    sp.set_attribute("outcome", "failed")
+                    return exc, _ms(t0)
+                out = outcomes[slot]
+                sp.set_attribute("outcome", "failed" if isinstance(out, Exception) else "ok")
+                return out, _ms(t0)
 
         done = await asyncio.gather(*(one(i) for i in range(len(bound))))
         for task in tasks.values():
@@ -202,8 +237,33 @@ class RetrievalService:
         explain: bool = False,
         mode: SearchMode = "hybrid",
         context_tokens: int | None = None,
+        options: SearchOptions | None = None,
     ) -> RetrievalResult:
-        d = self.defaults
+        with tracing.span("retrieve", tenant=principal.tenant_id, mode=mode) as sp:
+            result = await self._retrieve(
+                principal, query, top_k=top_k, filters=filters, gatherers=gatherers, params=params,
+                rerank=rerank, explain=explain, mode=mode, context_tokens=context_tokens, options=options,
+            )  # fmt: skip
+            sp.set_attribute("chunks", len(result.chunks))
+            sp.set_attribute("gatherer_errors", len(result.errors))
+            return result
+
+    async def _retrieve(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        top_k: int | None,
+        filters: SearchFilters | None,
+        gatherers: Sequence[str] | None,
+        params: Mapping[str, str] | None,
+        rerank: bool | None,
+        explain: bool,
+        mode: SearchMode,
+        context_tokens: int | None,
+        options: SearchOptions | None,
+    ) -> RetrievalResult:
+        d = self.effective_defaults(principal.tenant_id, options)
         if not query.strip():
             raise InvalidInput("query must not be blank", field="query")
         top_k = top_k or d.top_k
@@ -213,7 +273,7 @@ class RetrievalService:
         t_all = t0 = time.perf_counter()
         q = await asyncio.to_thread(self._searcher.encode, query, mode)
         timings["encode_ms"] = _ms(t0)
-        calls = [self._call(g, filters, top_k, do_rerank) for g in bound]
+        calls = [self._call(g, filters, top_k, do_rerank, d) for g in bound]
         t0 = time.perf_counter()
         lists, errors, per_gatherer = await self._gather(principal, q, bound, calls, do_rerank or explain)
         timings["gather_ms"] = _ms(t0)

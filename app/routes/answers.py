@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
 from app.routes import _sse
+from app.services.audit import AuditNote
 from core.models import SearchFilters
 from orchestration.types import AnswerEvent, AnswerResult
 
@@ -54,7 +56,8 @@ def _error(code: str, message: str) -> bytes:
     responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when streaming"}},
 )
 async def answer(
-    body: AnswerRequest, request: Request, principal: PrincipalDep, container: ContainerDep
+    body: AnswerRequest, request: Request, principal: PrincipalDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("answer")],
 ) -> AnswerResult | StreamingResponse:
     """Answer from what the caller may see, with inline `[n]` markers that refer to
     `citations[].n`; every citation's `quote` is verified verbatim against the cited chunk, and
@@ -76,5 +79,5 @@ async def answer(
     service = container.answers
     args = (principal, body.question, body.workflow, body.gatherers, body.filters, body.top_k, body.inputs)
     if _sse.wants_stream(request, body.stream):
-        return _sse.event_stream(_encoded(service.stream(*args)), _error)
-    return await service.answer(*args)
+        return _sse.event_stream(_encoded(audit.follow(service.stream(*args))), _error)
+    return audit.answer(await service.answer(*args))

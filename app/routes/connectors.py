@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
+from app.services.audit import AuditNote
 from app.services.connector_models import (
     ConnectorCreate,
     ConnectorPublic,
@@ -20,10 +21,15 @@ router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
 
 
 @router.post("", status_code=201, response_model=ConnectorPublic)
-def create_connector(body: ConnectorCreate, principal: PrincipalDep, container: ContainerDep) -> ConnectorPublic:
+def create_connector(
+    body: ConnectorCreate, principal: PrincipalDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("connector.create")],
+) -> ConnectorPublic:
     """Editors and admins. Secrets in `config` (tokens, database passwords) are stored but never
     returned. Nothing is read until the first sync (`POST /v1/connectors/{id}/sync`)."""
-    return container.connectors.create(principal, body)
+    created = container.connectors.create(principal, body)
+    audit.target(connector_id=created.id, kind=created.kind)
+    return created
 
 
 @router.get("", response_model=ConnectorsPublic)
@@ -43,6 +49,7 @@ def sync_connector(
     connector_id: str,
     principal: PrincipalDep,
     container: ContainerDep,
+    audit: Annotated[AuditNote, audited("connector.sync")],
     body: Annotated[SyncRequest | None, Body()] = None,
 ) -> SyncStarted:
     """Starts a sync as a job (`GET /v1/jobs/{job_id}`, kind `sync`). If one is already queued

@@ -1,19 +1,23 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
+from app.services.audit import AuditNote
 from app.services.documents import DocumentPublic, DocumentsPublic, SubmitResult, Upload
 from core.errors import InvalidInput, MissingMetadata, PayloadTooLarge
 from core.models import DocumentMetadata
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 _READ_CHUNK = 1024 * 1024
+MAX_FILENAME = 255
+_UNSAFE_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def parse_metadata(raw: str | None) -> DocumentMetadata:
@@ -30,6 +34,19 @@ def parse_metadata(raw: str | None) -> DocumentMetadata:
     except ValidationError as exc:
         fields = ", ".join(".".join(str(p) for p in err["loc"]) + f": {err['msg']}" for err in exc.errors())
         raise InvalidInput(f"'metadata' is not valid: {fields}") from None
+
+
+def safe_filename(raw: str | None) -> str:
+    """The uploaded file's own name: no directories, no control or bidi-override characters, at
+    most 255 characters with the extension kept (it helps decide the format). The name is only
+    ever shown and stored (blobs are stored by digest), but it reaches UIs, logs and exports."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_IN_NAME.sub("", name).strip().lstrip(".")
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext if dot and len(ext) <= 16 else ""
+        name = stem[: MAX_FILENAME - len(ext) - 1].rstrip() + ("." + ext if ext else "")
+    return name or "upload"
 
 
 async def read_limited(file: UploadFile, limit: int) -> bytes:
@@ -49,6 +66,7 @@ async def upload_document(
     response: Response,
     principal: PrincipalDep,
     container: ContainerDep,
+    audit: Annotated[AuditNote, audited("document.upload")],
     file: Annotated[UploadFile | None, File(description="the document")] = None,
     metadata: Annotated[str | None, Form(description="JSON object: title, acl, tags, ...")] = None,
 ) -> SubmitResult:
@@ -62,8 +80,9 @@ async def upload_document(
         raise InvalidInput("the 'file' form field is required", field="file")
     meta = parse_metadata(metadata)
     data = await read_limited(file, limit)
-    upload = Upload(data=data, filename=file.filename or "upload", content_type=file.content_type)
+    upload = Upload(data=data, filename=safe_filename(file.filename), content_type=file.content_type)
     result = await run_in_threadpool(container.documents.submit, principal, upload, meta)
+    audit.target(document_id=result.document_id, version=result.version, job_id=result.job_id)
     if result.unchanged:
         response.status_code = 200
     return result
@@ -74,7 +93,7 @@ def list_documents(
     principal: PrincipalDep,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> DocumentsPublic:
     return container.documents.list(principal, limit=limit, offset=offset)
 
@@ -85,6 +104,13 @@ def get_document(document_id: str, principal: PrincipalDep, container: Container
 
 
 @router.delete("/{document_id}", status_code=204)
-def delete_document(document_id: str, principal: PrincipalDep, container: ContainerDep) -> Response:
-    container.documents.delete(principal, document_id)
+def delete_document(
+    document_id: str, audit: Annotated[AuditNote, audited("document.delete")], principal: PrincipalDep,
+    container: ContainerDep,
+    erase: Annotated[bool, Query(description="also erase its PII vault entries and redact runs citing it")] = False,
+) -> Response:
+    if erase:
+        container.governance.erase_document(principal, document_id)
+    else:
+        container.documents.delete(principal, document_id)
     return Response(status_code=204)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import Discriminator, Tag
 
 from app.deps import ContainerDep, PrincipalDep
 from app.services.evals import (
@@ -14,14 +15,34 @@ from app.services.evals import (
     EvalRunsPublic,
     QueryResultsPublic,
 )
+from app.services.tuning import TuneCreate, TuningProposalPublic
 
 router = APIRouter(prefix="/v1/evals", tags=["evaluation"])
 
 
-@router.post("", status_code=202, response_model=EvalRunPublic)
-def start_eval(body: EvalCreate, principal: PrincipalDep, container: ContainerDep) -> EvalRunPublic:
+def _kind(body: Any) -> str:
+    return str(body.get("kind", "eval") if isinstance(body, dict) else getattr(body, "kind", "eval"))
+
+
+EvalOrTune = Annotated[
+    Annotated[EvalCreate, Tag("eval")] | Annotated[TuneCreate, Tag("tune")], Discriminator(_kind)
+]
+
+
+@router.post("", status_code=202, response_model=EvalRunPublic | TuningProposalPublic)
+def start_eval(
+    body: EvalOrTune, principal: PrincipalDep, container: ContainerDep
+) -> EvalRunPublic | TuningProposalPublic:
     """Queue an evaluation job (kind `eval`; its id is also a `GET /v1/jobs/{id}` id). Searches
-    run as the caller, so they see exactly what the caller may see."""
+    run as the caller, so they see exactly what the caller may see.
+
+    `kind: tune` queues a tuning job instead: `search_space` (values to try for `fusion`,
+    `dense_weight`, `rerank`, `rerank_depth`), `holdout` (share of queries held back) and `seed`.
+    It grid-searches on the training queries by nDCG@10 and stores a proposal (read it at
+    `GET /v1/tuning/proposals/{id}`) with its training and held-back scores and the current
+    settings' held-back score."""
+    if isinstance(body, TuneCreate):
+        return container.tuning.create(principal, body)
     return container.evals.create(principal, body)
 
 
@@ -31,7 +52,7 @@ def list_evals(
     container: ContainerDep,
     dataset_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> EvalRunsPublic:
     return container.evals.list(principal, dataset_id=dataset_id, limit=limit, offset=offset)
 
@@ -48,7 +69,7 @@ def get_eval_queries(
     container: ContainerDep,
     config: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> QueryResultsPublic:
     """Per-query detail: the ranking, the judged documents and every metric."""
     return container.evals.queries(principal, run_id, config=config, limit=limit, offset=offset)

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from app.deps import ContainerDep, PrincipalDep
+from app.job_eta import Progress
 from core.errors import NotFound
 from core.models import Role, UtcDateTime
 from core.tables import Job
@@ -18,7 +19,10 @@ class JobPublic(BaseModel):
     id: str
     kind: str
     state: str
-    progress: float
+    progress: float  # 0..1; done / total where those are known
+    done: int | None = None  # sync: items handled; reindex: documents rebuilt
+    total: int | None = None
+    eta_s: float | None = None  # from observed throughput and queue position; null when unknown
     error: str | None
     document_id: str | None
     version: int | None
@@ -32,11 +36,12 @@ class JobsPublic(BaseModel):
     count: int
 
 
-def _public(job: Job) -> JobPublic:
+def _public(job: Job, eta: Progress | None = None) -> JobPublic:
     return JobPublic(
         id=job.id, kind=job.kind, state=job.state, progress=job.progress, error=job.error,
         document_id=job.doc_id, version=job.version, created_at=job.created_at,
         updated_at=job.updated_at, finished_at=job.finished_at,
+        done=eta.done if eta else None, total=eta.total if eta else None, eta_s=eta.eta_s if eta else None,
     )
 
 
@@ -45,7 +50,7 @@ def list_jobs(
     principal: PrincipalDep,
     container: ContainerDep,
     state: Annotated[str | None, Query(description="queued, parsing, chunking, embedding, indexed, failed")] = None,
-    kind: Annotated[str | None, Query(description="ingest, sync, eval")] = None,
+    kind: Annotated[str | None, Query(description="ingest, sync, eval, reindex, unindex")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JobsPublic:
     """Your jobs (admins: the tenant's), newest first."""
@@ -58,14 +63,16 @@ def list_jobs(
         q = q.where(Job.kind == kind)
     with container.sessions() as s:
         count = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-        rows = s.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all()
-        return JobsPublic(data=[_public(j) for j in rows], count=count)
+        rows = list(s.scalars(q.order_by(Job.created_at.desc()).limit(limit)).all())
+        etas = container.job_eta.for_jobs(s, rows)
+        return JobsPublic(data=[_public(j, etas.get(j.id)) for j in rows], count=count)
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=JobPublic)
 def retry_job(job_id: str, principal: PrincipalDep, container: ContainerDep) -> JobPublic:
-    """Put a failed ingest job back in the queue; the stored original is reused."""
-    container.documents.retry(principal, job_id)
+    """Put a failed job back in its queue under the same id: ingest reuses the stored original,
+    a sync or evaluation run starts over, a reindex builds a new generation again."""
+    container.job_retry.retry(principal, job_id)
     return get_job(job_id, principal, container)
 
 
@@ -80,4 +87,4 @@ def get_job(job_id: str, principal: PrincipalDep, container: ContainerDep) -> Jo
             or (job.created_by != principal.user and principal.role is not Role.admin)
         ):
             raise NotFound(f"job {job_id!r} not found")
-        return _public(job)
+        return _public(job, container.job_eta.for_jobs(s, [job]).get(job.id))

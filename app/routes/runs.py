@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
+from app.services.audit import AuditNote
 from app.services.runs import RunPublic, RunsPublic, summary, timeline
 from core.models import Role
 from orchestration.workflows.engine import ReviewDecision
@@ -41,12 +42,14 @@ def get_run(run_id: str, principal: PrincipalDep, container: ContainerDep) -> Ru
 
 @router.post("/{run_id}/review", response_model=RunPublic)
 async def review_run(
-    run_id: str, decision: ReviewDecision, principal: PrincipalDep, container: ContainerDep
+    run_id: str, decision: ReviewDecision, principal: PrincipalDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("run.review")],
 ) -> RunPublic:
     """Decide on a run waiting at a `human_review` step: `approve` keeps the draft, `edit`
     replaces it with `text` (its `[n]` markers are verified again against the same sources),
     `reject` ends the run (undoing completed steps that declared a compensation). Needs the
     editor or admin role and a run the caller can see; 409 when the run is not waiting."""
     answers = container.answers
+    audit.details.update(decision=decision.action)
     await answers.engine.review(run_id, principal, decision)
     return timeline(answers.engine.get_run(run_id, principal), answers)

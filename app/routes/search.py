@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
+from app.services.audit import AuditNote
 from core.models import SearchFilters
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -50,7 +51,7 @@ class SearchResult(BaseModel):
     char_end: int
     title: str
     source: str
-    page: int | None
+    page: int | None = None
     section_path: list[str]
     gatherer: str | None = None
 
@@ -85,7 +86,10 @@ class SearchResponse(BaseModel):
 
 
 @router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
-async def search(body: SearchRequest, principal: PrincipalDep, container: ContainerDep) -> SearchResponse:
+async def search(
+    body: SearchRequest, principal: PrincipalDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("search")],
+) -> SearchResponse:
     """Search what the caller may read. A gatherer that fails or times out is reported in
     `gatherer_errors` while the others' results are returned; an unknown gatherer is a 422
     (`unknown_gatherer`)."""
@@ -101,6 +105,7 @@ async def search(body: SearchRequest, principal: PrincipalDep, container: Contai
         mode=body.mode,
         context_tokens=body.context_tokens,
     )
+    audit.chunks(result.chunks)
     context = None
     if result.context is not None:
         w = result.context

@@ -25,6 +25,10 @@ UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 _ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "lib.js": "text/javascript; charset=utf-8",
+    "desk.js": "text/javascript; charset=utf-8",
+    "evals.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 _HEADERS = {

@@ -65,6 +65,11 @@ class ConnectorSyncRunner:
                 log.exception("connector sync %s crashed", sync_id)
                 self._finish(sync_id, "failed", "internal error during the sync; see the server log")
 
+    def fail_jobs(self, sync_ids: list[str], reason: str) -> None:
+        """A Celery worker's retries ran out (the database or queue kept failing)."""
+        for sync_id in sync_ids:
+            self._finish(sync_id, "failed", reason)
+
     def run(self, sync_id: str) -> None:
         with self._sessions.begin() as s:
             sync = s.get(ConnectorSync, sync_id)

@@ -26,6 +26,7 @@ from core.errors import CairnError, Conflict, EmptyDocument, InvalidInput, NotFo
 from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal, Role, UtcDateTime
 from core.protocols import VectorIndex
 from core.tables import Document, DocumentAcl, DocumentVersion, Job, utcnow
+from core.tables_governance import PiiOccurrence
 from ingestion.parsing import detect_format
 from ingestion.pipeline import Chunked, IngestionPipeline, VersionInput, VersionRef
 
@@ -64,6 +65,8 @@ class DocumentPublic(BaseModel):
     created_at: UtcDateTime
     updated_at: UtcDateTime
     versions: list[VersionPublic] = []
+    # PII found in the shown version, by type (never values; GET /v1/documents/{id} only)
+    pii_counts: dict[str, int] = {}
 
 
 class DocumentsPublic(BaseModel):
@@ -81,6 +84,15 @@ class ReadyVersion:
     acl: list[str]
     title: str
     char_count: int
+
+
+@dataclass
+class Removed:
+    doc_id: str
+    title: str
+    versions: int
+    chunks: int  # of the live version (older versions' chunks were already gone)
+    blobs: int  # stored originals deleted (one shared with another document stays)
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,7 @@ class DocumentService:
         index: VectorIndex | None,
         enqueue: Callable[[str], None],
         admit: Callable[[], None] = lambda: None,
+        unindex: Callable[[str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._blobs = blobs
@@ -122,6 +135,9 @@ class DocumentService:
         self._index = index
         self._enqueue = enqueue
         self._admit = admit  # raises RateLimited / Unavailable when new work cannot be queued
+        # a process without the index (a Celery worker beside the embedded engine) hands
+        # deletions to the index owner as `unindex` jobs (app/handoff.py)
+        self._unindex = unindex
 
     # ---- accept ---------------------------------------------------------------------------
 
@@ -380,7 +396,16 @@ class DocumentService:
                 .where(DocumentVersion.tenant_id == principal.tenant_id, DocumentVersion.doc_id == doc_id)
                 .order_by(DocumentVersion.version)
             ).all()
-            return _public(doc, list(versions))
+            shown = doc.current_version or doc.latest_version
+            counts = s.execute(
+                select(PiiOccurrence.pii_type, func.sum(PiiOccurrence.count))
+                .where(PiiOccurrence.tenant_id == principal.tenant_id, PiiOccurrence.doc_id == doc_id,
+                       PiiOccurrence.version == shown)
+                .group_by(PiiOccurrence.pii_type)
+            ).tuples().all()
+            public = _public(doc, list(versions))
+            public.pii_counts = {kind: int(n) for kind, n in counts}
+            return public
 
     def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> DocumentsPublic:
         visible_ids = (
@@ -409,22 +434,61 @@ class DocumentService:
     def delete(self, principal: Principal, doc_id: str) -> None:
         if not principal.can_write():
             raise PermissionDenied("deleting needs the editor or admin role")
+        with self._sessions() as s:
+            self._visible_doc(s, principal, doc_id)
+        self.remove(principal.tenant_id, doc_id)
+
+    def remove(self, tenant_id: str, doc_id: str) -> Removed | None:
+        """Delete a document with all its versions, chunks and unshared originals, without an
+        ACL check (callers check: `delete` above, retention and erasure in governance)."""
         with self._sessions.begin() as s:
-            doc = self._visible_doc(s, principal, doc_id)
-            hashes = s.scalars(
-                select(DocumentVersion.content_hash).where(
-                    DocumentVersion.tenant_id == principal.tenant_id, DocumentVersion.doc_id == doc_id
-                )
+            doc = s.get(Document, (tenant_id, doc_id))
+            if doc is None:
+                return None
+            versions = s.scalars(
+                select(DocumentVersion).where(DocumentVersion.tenant_id == tenant_id, DocumentVersion.doc_id == doc_id)
             ).all()
+            removed = Removed(doc_id, doc.title, len(versions), sum(v.chunk_count for v in versions
+                                                                     if v.version == doc.current_version), 0)
+            hashes = {v.content_hash for v in versions}
             s.execute(delete(DocumentVersion).where(
-                DocumentVersion.tenant_id == principal.tenant_id, DocumentVersion.doc_id == doc_id))
-            s.execute(delete(DocumentAcl).where(
-                DocumentAcl.tenant_id == principal.tenant_id, DocumentAcl.doc_id == doc_id))
+                DocumentVersion.tenant_id == tenant_id, DocumentVersion.doc_id == doc_id))
+            s.execute(delete(DocumentAcl).where(DocumentAcl.tenant_id == tenant_id, DocumentAcl.doc_id == doc_id))
             s.delete(doc)
-        self._require_index().delete_versions(principal.tenant_id, doc_id)
-        for digest in set(hashes):
-            if not self._blob_in_use(principal.tenant_id, digest):
-                self._blobs.delete(principal.tenant_id, digest)
+            handoff = None
+            if self._index is None and self._unindex is not None:  # committed with the deletion itself
+                handoff = Job(id=secrets.token_hex(12), tenant_id=tenant_id, kind="unindex", doc_id=doc_id,
+                              version=doc.latest_version, state=JobState.queued.value)
+                s.add(handoff)
+        if handoff is not None and self._unindex is not None:
+            self._unindex(handoff.id)
+        else:
+            self._require_index().delete_versions(tenant_id, doc_id)
+        for digest in hashes:
+            if not self._blob_in_use(tenant_id, digest):
+                self._blobs.delete(tenant_id, digest)
+                removed.blobs += 1
+        return removed
+
+    def apply_unindex(self, job_id: str) -> None:
+        """Index owner: remove the chunks of a document a worker deleted. Idempotent; if the id
+        was taken again meanwhile, the new document's live version is spared."""
+        with self._sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.kind != "unindex" or job.state != JobState.queued.value:
+                return
+            tenant_id, doc_id, latest = job.tenant_id, job.doc_id or "", job.version or 0
+            again = s.get(Document, (tenant_id, doc_id))
+        index = self._require_index()
+        if again is None:
+            index.delete_versions(tenant_id, doc_id)
+        else:
+            for version in range(1, latest + 1):
+                if version != again.current_version:
+                    index.delete_versions(tenant_id, doc_id, only=version)
+        with self._sessions.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(
+                state="succeeded", progress=1.0, updated_at=utcnow(), finished_at=utcnow()))
 
     def _blob_in_use(self, tenant_id: str, digest: str) -> bool:
         with self._sessions() as s:

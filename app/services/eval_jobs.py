@@ -72,6 +72,11 @@ class EvalJobs:
                 log.exception("evaluation run %s crashed", run_id)
                 self._fail(run_id, "internal error while evaluating; see the server log")
 
+    def fail_jobs(self, run_ids: list[str], reason: str) -> None:
+        """A Celery worker's retries ran out (the database kept failing)."""
+        for run_id in run_ids:
+            self._fail(run_id, reason)
+
     def run(self, run_id: str) -> None:
         with self._sessions() as s:
             run = s.get(EvalRun, run_id)
@@ -138,8 +143,8 @@ class EvalJobs:
     ) -> None:
         with self._sessions.begin() as s:
             run = s.get(EvalRun, run_id)
-            if run is None:
-                return
+            if run is None or run.status == "succeeded":
+                return  # a redelivered duplicate finished second: the first one's rows stand
             baseline = s.scalars(
                 select(EvalRun).where(
                     EvalRun.dataset_id == dataset.id, EvalRun.is_baseline.is_(True), EvalRun.id != run_id

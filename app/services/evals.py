@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
@@ -27,6 +27,7 @@ from core.tables_evals import EvalDataset, EvalQueryResult, EvalRun
 class EvalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["eval"] = "eval"  # `tune`: app.services.tuning.TuneCreate
     dataset_id: str
     configs: list[str | EvalConfig] = Field(default_factory=lambda: list(DEFAULT_CONFIGS), max_length=16)
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 100], min_length=1, max_length=8)

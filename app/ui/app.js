@@ -1,74 +1,25 @@
 // Cairn web UI: one page, hash routes, no framework. Every call goes to the API with the
 // signed-in key, so the server decides what this page can see and do.
-const KEY = "cairn.key";
-const ROOT = new URL("../", document.baseURI); // the API root, also behind a path prefix
-const POLL_MS = 400;
+import {
+  $, KEY, POLL_MS, ROOT, ApiError, alertError, api, authHeaders, chips, enc, errorOf, h, label, pct, secs, session,
+  sleep, status, when,
+} from "./lib.js";
+import { loadReviews } from "./desk.js";
+import { loadEvals } from "./evals.js";
+import { gauge } from "./charts.js";
+
 const PARALLEL_UPLOADS = 3;
-const $ = (sel) => document.querySelector(sel);
+const VIEWS = ["knowledge", "search", "ask", "support", "reviews", "runs", "evals", "dashboard"];
 
 let me = null;
 let shown = "";
-
-// ---- small helpers -------------------------------------------------------------------------
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") el.className = v;
-    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  el.append(...children.flat().filter((c) => c !== null && c !== undefined));
-  return el;
-}
-
-function status(text) { $("#status").textContent = text; }
-
-function alertError(err) {
-  const box = $("#alert");
-  box.textContent = err ? String(err.message || err) : "";
-  box.hidden = !err;
-}
-
-class ApiError extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
-}
-
-function authHeaders(extra = {}) {
-  return { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}`, ...extra };
-}
-
-async function errorOf(res) {
-  let code = "http_error", message = `${res.status} ${res.statusText}`;
-  try {
-    const body = await res.json();
-    if (body.error) ({ code, message } = body.error);
-  } catch { /* not JSON */ }
-  if (res.status === 401) signOut("Your key was not accepted; sign in again.");
-  return new ApiError(res.status, code, message);
-}
-
-async function api(path, { method = "GET", json, headers } = {}) {
-  const init = { method, headers: authHeaders(headers) };
-  if (json !== undefined) {
-    init.body = JSON.stringify(json);
-    init.headers["Content-Type"] = "application/json";
-  }
-  const res = await fetch(new URL(path, ROOT), init);
-  if (!res.ok) throw await errorOf(res);
-  return res.status === 204 ? null : res.json();
-}
-
 const csv = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const chips = (items) => items.map((t) => h("span", { class: "chip" }, t));
 
 // ---- sign in and routing -------------------------------------------------------------------
 
 async function signIn(key) {
   sessionStorage.setItem(KEY, key);
-  me = await api("v1/me");
+  me = session.me = await api("v1/me");
   $("#principal").textContent = `${me.user} · ${me.role}`;
   $("#principal").title = `tenant ${me.tenant}; sees: ${me.principals.join(", ")}`;
   for (const el of document.querySelectorAll("[data-write]")) el.hidden = !me.can_write;
@@ -87,7 +38,7 @@ async function loadWorkflows() {
 
 function signOut(reason = "") {
   sessionStorage.removeItem(KEY);
-  me = null;
+  me = session.me = null;
   status(reason || "Signed out.");
   if (location.hash !== "#/signin") location.hash = "#/signin";
   else route();
@@ -95,19 +46,21 @@ function signOut(reason = "") {
 
 function route() {
   const name = (location.hash.replace(/^#\/?/, "") || "knowledge").split("?")[0];
-  const view = !me ? "signin" : ["knowledge", "search", "ask", "runs", "dashboard"].includes(name) ? name : "knowledge";
+  const view = !me ? "signin" : VIEWS.includes(name) ? name : "knowledge";
   for (const sec of document.querySelectorAll("[data-view]")) sec.hidden = sec.id !== `view-${view}`;
   $("#nav").hidden = $("#who").hidden = !me;
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#/${view}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  document.title = `Cairn · ${view[0].toUpperCase()}${view.slice(1)}`;
+  document.title = `Cairn · ${$(`#h-${view}`).textContent}`;
   if (view !== shown && shown !== "signin" && view !== "signin") status("");
   shown = view;
   alertError(null);
   if (view === "knowledge") loadDocuments();
   if (view === "runs") loadRuns();
+  if (view === "reviews") loadReviews();
+  if (view === "evals") loadEvals();
   if (view === "dashboard") loadDashboard();
   $(`#h-${view}`).focus();
 }
@@ -122,11 +75,12 @@ $("#signin-form").addEventListener("submit", async (ev) => {
     else route();
   } catch (err) {
     sessionStorage.removeItem(KEY);
-    me = null;
+    me = session.me = null;
     alertError(err);
   }
 });
 $("#signout").addEventListener("click", () => signOut());
+session.onUnauthorized = () => signOut("Your key was not accepted; sign in again.");
 window.addEventListener("hashchange", route);
 
 // ---- knowledge: upload with per-file progress ----------------------------------------------
@@ -405,6 +359,7 @@ function showResult(r) {
     typeof r.groundedness === "number" && `groundedness ${r.groundedness.toFixed(2)}`,
     r.latency_ms && `${Math.round(r.latency_ms)} ms`, r.run_id && `run ${r.run_id}`].filter(Boolean);
   $("#answer-meta").textContent = meta.join(" · ");
+  resetFeedback(r.run_id);
   status(r.abstained ? "Not found in the knowledge base." : `Answer ready with ${citations.length} source${citations.length === 1 ? "" : "s"}.`);
 }
 
@@ -416,7 +371,7 @@ $("#ask-form").addEventListener("submit", async (ev) => {
   const answer = $("#answer");
   $("#answer-box").hidden = false;
   $("#source").hidden = true;
-  $("#abstained").hidden = $("#review").hidden = true;
+  $("#abstained").hidden = $("#review").hidden = $("#feedback").hidden = true;
   $("#citations").replaceChildren();
   $("#answer-meta").textContent = "";
   answer.textContent = "";
@@ -509,10 +464,29 @@ for (const btn of document.querySelectorAll("[data-review]")) {
   });
 }
 
-// ---- runs: list and timeline -------------------------------------------------------------
+// ---- ask: feedback on an answer ------------------------------------------------------------
 
-const when = (t) => new Date(t).toLocaleString();
-const secs = (ms) => (typeof ms === "number" ? (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`) : "");
+function resetFeedback(runId) {
+  const box = $("#feedback");
+  box.hidden = !runId;
+  box.dataset.run = runId || "";
+  $("#fb-reason").value = "";
+  $("#fb-done").textContent = "";
+  for (const b of box.querySelectorAll("[data-rating]")) { b.disabled = false; b.setAttribute("aria-pressed", "false"); }
+}
+
+for (const btn of document.querySelectorAll("#feedback [data-rating]")) {
+  btn.addEventListener("click", async () => {
+    const box = $("#feedback"), reason = $("#fb-reason").value.trim();
+    try {
+      await api(`v1/answers/${enc(box.dataset.run)}/feedback`, { method: "POST", json: { rating: btn.dataset.rating, reason: reason || null } });
+      for (const b of box.querySelectorAll("[data-rating]")) { b.disabled = true; b.setAttribute("aria-pressed", String(b === btn)); }
+      $("#fb-done").textContent = "Thanks for your feedback.";
+    } catch (err) { alertError(err); }
+  });
+}
+
+// ---- runs: list and timeline -------------------------------------------------------------
 
 async function loadRuns() {
   if (!me) return;
@@ -560,32 +534,45 @@ function level(value, t) {
   return bad(t.critical) ? "critical" : bad(t.warning) ? "warning" : "ok";
 }
 
-function tile(name, label, value, shown, t, note) {
-  const lv = t ? level(value, t) : "none";
-  const rule = t ? `alert ${t.direction} ${fmt(name, t.warning)} (warning), ${fmt(name, t.critical)} (critical)` : "";
+// gauges span the range where the alert lines sit, so "ok" and "critical" are apart by eye
+const RANGES = { rate: [0.9, 1], quality: [0.6, 1], seconds: [0, 750] };
+const kind = (name) => (name.endsWith("seconds") ? "seconds" : name === "quality" ? "quality" : "rate");
+const fmt = (name, x) => (kind(name) === "rate" ? `${Math.round(x * 1000) / 10} %` : kind(name) === "seconds" ? `${x} s` : String(x));
+
+function tile(name, title, value, shown, t, note, { rule = t, watched = true } = {}) {
+  const lv = t && watched ? level(value, t) : "none";
+  const text = rule ? `alert ${rule.direction} ${fmt(name, rule.warning)} (warning), ${fmt(name, rule.critical)} (critical)` : "";
+  const [lo, hi] = RANGES[kind(name)];
   return h("div", { class: "tile", "data-metric": name, "data-level": lv },
-    h("span", { class: "muted small" }, label), h("span", { class: "value" }, shown),
+    h("span", { class: "muted small" }, title), h("span", { class: "value" }, shown),
     lv !== "none" ? h("span", { class: `level state-${lv === "ok" ? "succeeded" : "failed"}` }, lv) : null,
-    h("p", { class: "help" }, [note, rule].filter(Boolean).join(" · ")));
+    rule ? gauge(value, rule, lo, hi, { label: `${title}: ${shown}; ${text}`, unit: kind(name) === "seconds" ? " s" : "" }) : null,
+    h("p", { class: "help" }, [note, text].filter(Boolean).join(" · ")));
 }
 
-const pct = (x) => `${(x * 100).toFixed(1)} %`;
-const fmt = (name, x) => (name === "success_rate" ? `${x * 100} %` : name.endsWith("seconds") ? `${x} s` : String(x));
-const counts = (obj) => Object.entries(obj).sort().map(([k, n]) => h("li", {}, h("span", { class: `state state-${k}` }, k.replace("_", " ")), ` ${n}`));
+const counts = (obj) => Object.entries(obj).sort().map(([k, n]) => h("li", {}, h("span", { class: `state state-${k}` }, label(k)), ` ${n}`));
+const sec = (x) => (x === null || x === undefined ? "—" : `${x.toFixed(2)} s`);
+const usd = (x) => `$${x.toFixed(4)}`;
 
 async function loadDashboard() {
   if (!me) return;
   try {
     const s = await api("v1/stats");
-    const t = s.thresholds, none = "—";
+    const t = s.thresholds, none = "—", q = s.quality, ing = s.ingestion;
+    const finished = Object.entries(s.runs).filter(([k]) => ["succeeded", "failed", "compensated", "rejected"].includes(k)).reduce((n, [, v]) => n + v, 0);
     $("#dash-scope").textContent = s.scope === "tenant" ? "Everything in this tenant (you are an admin)." : "Documents you may see; jobs and runs you started.";
     $("#tiles").replaceChildren(
       tile("documents", "Documents", s.documents, String(s.documents), null, "visible to you"),
       tile("success_rate", "Run success rate", s.success_rate, s.success_rate === null ? none : pct(s.success_rate), t.success_rate, `of ${s.runs_considered} recent runs`),
-      tile("p95_seconds", "Run time p95", s.p95_seconds, s.p95_seconds === null ? none : `${s.p95_seconds.toFixed(2)} s`, t.p95_seconds,
-        s.p99_seconds === null ? "" : `p50 ${s.p50_seconds.toFixed(2)} s, p99 ${s.p99_seconds.toFixed(2)} s`),
-      tile("quality", "Retrieval quality", s.quality?.hit_rate ?? null, s.quality ? s.quality.hit_rate.toFixed(3) : none, t.quality,
-        s.quality ? `hit rate@10, ${s.quality.config}` : "no evaluation run yet"));
+      tile("p95_seconds", "Run time p95", s.p95_seconds, sec(s.p95_seconds), t.p95_seconds, s.p50_seconds === null ? "" : `p50 ${sec(s.p50_seconds)}`),
+      tile("p99_seconds", "Run time p99", s.p99_seconds, sec(s.p99_seconds), t.p95_seconds, "the alert rules watch p95; its lines shown for scale", { watched: false }),
+      tile("quality", "Retrieval quality", q?.hit_rate ?? null, q ? q.hit_rate.toFixed(3) : none, t.quality,
+        q ? [`hit rate@${q.k}, ${q.config}`, q.ndcg != null && `nDCG@${q.k} ${q.ndcg.toFixed(3)}`, q.mrr != null && `MRR@${q.k} ${q.mrr.toFixed(3)}`].filter(Boolean).join(", ") : "no evaluation run yet"),
+      tile("cost_usd", "Model cost", s.cost_usd, usd(s.cost_usd ?? 0), null,
+        `${s.runs_considered} recent runs${finished ? `, ${usd((s.cost_usd ?? 0) / finished)} per finished run` : ""}`),
+      tile("ingest_success_rate", "Ingestion success", ing?.success_rate ?? null, ing?.success_rate == null ? none : pct(ing.success_rate), t.ingest_success_rate,
+        ing ? `${ing.indexed} indexed, ${ing.failed} failed, ${ing.queued} in progress` : "nothing ingested yet"),
+      tile("ingest_p95_seconds", "Ingestion time p95", ing?.p95_seconds ?? null, sec(ing?.p95_seconds), t.ingest_p95_seconds, "upload to indexed"));
     $("#dash-jobs").replaceChildren(...counts(s.jobs));
     $("#dash-runs").replaceChildren(...counts(s.runs));
   } catch (err) { alertError(err); }
@@ -595,7 +582,7 @@ async function loadDashboard() {
 
 (async () => {
   if (sessionStorage.getItem(KEY)) {
-    try { await signIn(sessionStorage.getItem(KEY)); } catch { sessionStorage.removeItem(KEY); me = null; }
+    try { await signIn(sessionStorage.getItem(KEY)); } catch { sessionStorage.removeItem(KEY); me = session.me = null; }
   }
   route();
 })();

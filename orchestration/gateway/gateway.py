@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+from core import tracing
 from core.errors import InvalidInput
 from core.llm import ChatMessage, Completion, CompletionRequest, ModelProvider
 from orchestration._text import estimate_tokens
@@ -139,8 +140,14 @@ class ModelGateway:
                     errors.append(f"{name}: circuit open")
                     break
                 try:
-                    async with asyncio.timeout(self._timeout(name, req)):
-                        c = await self.providers[name].complete(req)
+                    with tracing.span(
+                        "model.call", provider=name, model=req.model, attempt=attempt, tenant=req.tenant_id,
+                        workflow=req.workflow, step=req.step,
+                    ) as sp:  # fmt: skip
+                        async with asyncio.timeout(self._timeout(name, req)):
+                            c = await self.providers[name].complete(req)
+                        sp.set_attribute("input_tokens", c.input_tokens)
+                        sp.set_attribute("output_tokens", c.output_tokens)
                 except Exception as exc:
                     errors.append(f"{name}: {_describe(exc)}")
                     if await self._backoff(name, attempt, exc):

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from core import tracing
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.llm import ModelProvider, Retriever
 from core.models import Principal, Role
@@ -154,6 +155,13 @@ class WorkflowEngine:
 
     async def _execute(self, run_id: str, principal: Principal | None = None) -> RunRecord:
         run = self.load(run_id)
+        with tracing.span("workflow.run", workflow=run.workflow, tenant=run.tenant_id, run_id=run_id) as sp:
+            done = await self._execute_steps(run, principal)
+            sp.set_attribute("status", done.status)
+            return done
+
+    async def _execute_steps(self, run: RunRecord, principal: Principal | None) -> RunRecord:
+        run_id = run.id
         spec = WorkflowSpec.model_validate(run.spec)
         events = self.store.events(run_id)
         ctx = self._context(run, self._outputs(events), principal)
@@ -193,6 +201,12 @@ class WorkflowEngine:
         return self.load(run_id)
 
     async def _attempts(self, step: Any, ctx: x.StepContext) -> dict[str, Any]:
+        with tracing.span(
+            "workflow.step", workflow=ctx.workflow, tenant=ctx.principal.tenant_id, step=step.id, type=step.type
+        ):
+            return await self._attempts_untraced(step, ctx)
+
+    async def _attempts_untraced(self, step: Any, ctx: x.StepContext) -> dict[str, Any]:
         """Timeout per attempt, exponential backoff between attempts, then the fallback."""
         last = ""
         for attempt in range(step.retries + 1):

@@ -16,6 +16,7 @@ from core.llm import ChatMessage, Completion, CompletionRequest, ModelProvider, 
 from core.models import Principal, RetrievedChunk, SearchFilters
 from orchestration.citations import GroundedText, ground
 from orchestration.grounded import NOT_FOUND, decide, grounded_messages, is_abstention, render_sources
+from orchestration.injection import SOURCES_ARE_DATA
 from orchestration.workflows._jsonschema import schema_errors
 from orchestration.workflows.expressions import evaluate, render
 from orchestration.workflows.spec import ActionStep, BranchStep, GatherStep, GenerateStep, ValidateStep
@@ -59,7 +60,7 @@ def _messages(
         return grounded_messages(prompt, chunks)
     system = render(step.system, env) if step.system else ""
     if chunks:
-        system = f"{system}\n\nSources:\n{render_sources(chunks)}".strip()
+        system = f"{system}\n\n{SOURCES_ARE_DATA}\n\nSources:\n{render_sources(chunks)}".strip()
     return [
         *([ChatMessage(role="system", content=system)] if system else []),
         ChatMessage(role="user", content=prompt),

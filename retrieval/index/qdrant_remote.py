@@ -98,6 +98,7 @@ class QdrantIndex:
         shard_number: int | None = None,
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
+        alias: bool = True,
     ) -> None:
         if not collection:
             raise ValueError("collection must be a non-empty collection name")
@@ -116,6 +117,9 @@ class QdrantIndex:
         self.shard_number = shard_number
         self.replication_factor = replication_factor
         self.write_consistency_factor = write_consistency_factor
+        # a new collection is created as `<collection>_g1` behind an alias named `collection`,
+        # so a reindex can later swap the alias to a rebuilt generation (`QdrantGenerations`)
+        self._alias = alias
         self._target = client_or_url
         self._owns_client = not isinstance(client_or_url, QdrantClient)
         self._api_key = api_key
@@ -137,8 +141,9 @@ class QdrantIndex:
             )
         with _server("prepare the collection"):
             if not client.collection_exists(self.collection):
+                concrete = f"{self.collection}_g1" if self._alias else self.collection
                 client.create_collection(
-                    self.collection,
+                    concrete,
                     vectors_config={
                         c.DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)
                     },
@@ -147,6 +152,9 @@ class QdrantIndex:
                     replication_factor=self.replication_factor,
                     write_consistency_factor=self.write_consistency_factor,
                 )
+                if self._alias:
+                    create = _create_alias(self.collection, concrete)
+                    client.update_collection_aliases(change_aliases_operations=[create])
             info = client.get_collection(self.collection)
         vectors = info.config.params.vectors
         dense = vectors.get(c.DENSE) if isinstance(vectors, dict) else None
@@ -286,3 +294,77 @@ class QdrantIndex:
             )
         visible = (_hit(r) for r in records if c.is_visible(r.payload, scope))
         return c.in_request_order(visible, wanted)
+
+
+def _create_alias(alias: str, collection: str) -> models.CreateAliasOperation:
+    return models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
+
+
+class QdrantGenerations:
+    """Collection generations behind one Qdrant alias, for a zero-downtime reindex: build
+    `<alias>_g<n+1>` beside the serving collection, then move the alias in one
+    `update_collection_aliases` call (Qdrant applies the delete + create atomically, so no
+    query ever finds the alias missing). Readers and writers only ever name the alias."""
+
+    def __init__(self, client: QdrantClient, alias: str, dense_dim: int = 384, **layout: int | None) -> None:
+        self._client = client
+        self.alias = alias
+        self._dim = dense_dim
+        self._layout = layout
+
+    def serving(self) -> str:
+        """The collection the alias points at. A collection created before aliases existed
+        (named like the alias itself) cannot be swapped without a gap: that is refused."""
+        with _server("read the collection aliases"):
+            found = [a.collection_name for a in self._client.get_aliases().aliases if a.alias_name == self.alias]
+            legacy = not found and self._client.collection_exists(self.alias)
+        if legacy:
+            raise IndexFailure(
+                f"{self.alias!r} is a plain collection, not an alias, so it cannot be swapped without downtime; "
+                "set CAIRN_QDRANT_COLLECTION to a new name and ingest again (new collections get an alias)"
+            )
+        if not found:
+            raise IndexFailure(f"the Qdrant alias {self.alias!r} does not exist yet; start the server once first")
+        return found[0]
+
+    def next_name(self, serving: str) -> str:
+        """One past the highest generation the server has, so a kept rollback target is never reused."""
+        with _server("list collections"):
+            names = [c.name for c in self._client.get_collections().collections]
+        prefix = f"{self.alias}_g"
+        tails = [n[len(prefix) :] for n in [*names, serving] if n.startswith(prefix)]
+        numbers = [int(t) for t in tails if t.isdigit()]
+        return f"{prefix}{max([1, *numbers]) + 1}"
+
+    def create(self, name: str) -> QdrantIndex:
+        """A new, empty generation (a leftover of the same name from an interrupted run is dropped)."""
+        self.drop(name)
+        index = QdrantIndex(self._client, name, self._dim, alias=False, **self._layout)  # type: ignore[arg-type]
+        index.warm_up()
+        return index
+
+    def open(self, name: str) -> QdrantIndex:
+        with _server("find a collection generation"):
+            if not self._client.collection_exists(name):
+                raise IndexFailure(f"collection generation {name!r} no longer exists")
+        index = QdrantIndex(self._client, name, self._dim, alias=False, **self._layout)  # type: ignore[arg-type]
+        index.warm_up()
+        return index
+
+    def swap(self, name: str) -> None:
+        ops: list[Any] = [
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)),
+            _create_alias(self.alias, name),
+        ]
+        with _server("swap the collection alias"):
+            self._client.update_collection_aliases(change_aliases_operations=ops)
+
+    def drop(self, name: str) -> None:
+        if name == self.alias:
+            raise InvalidInput("the alias itself cannot be dropped")
+        with _server("drop a collection generation"):
+            if self._client.collection_exists(name) and name not in self._alias_targets():
+                self._client.delete_collection(name)
+
+    def _alias_targets(self) -> set[str]:
+        return {a.collection_name for a in self._client.get_aliases().aliases if a.alias_name == self.alias}

@@ -193,3 +193,40 @@ def test_failed_job_can_be_retried(make_container) -> None:  # type: ignore[no-u
         assert client.post(f"/v1/jobs/{good['job_id']}/retry", headers=api.headers).status_code == 409
         listed = client.get("/v1/jobs?state=failed", headers=api.headers).json()
         assert [j["id"] for j in listed["data"]] == [job]
+
+
+def test_connector_sync_runs_on_a_worker_and_its_documents_become_searchable(  # type: ignore[no-untyped-def]
+    make_container, redis_server, start_worker, tmp_path
+):
+    import json
+
+    from tests.app import connector_api as conn
+
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "refunds.txt").write_text("Refunds are paid to the original card within five working days.")
+    (share / "vpn.txt").write_text("Connect to the VPN client before opening the intranet.")
+    (share / "parking.txt").write_text("Parking permits are issued by reception on the ground floor.")
+    data = tmp_path / "var"
+    roots = {"filesystem_roots": [str(share)], "scheduler": False}
+    container = make_container(data, redis_url=redis_server.url, connectors=roots)
+    env = {**_env(data, redis_server.url), "CAIRN_CONNECTORS__FILESYSTEM_ROOTS": json.dumps([str(share)])}
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        start_worker(env)
+        created = conn.create(api, "drive", "filesystem", {"root": str(share)}, acl_default=["tenant:*"])
+        first = conn.sync(api, created["id"], timeout=240)["last_sync"]
+        assert (first["status"], first["seen"], first["indexed"]) == ("succeeded", 3, 3), first
+        assert "refunds.txt" in conn.titles(api.search("when are refunds paid"))
+        (share / "vpn.txt").unlink()  # the worker deletes it; the API (index owner) drops its chunks
+        second = conn.sync(api, created["id"], timeout=240)["last_sync"]
+        assert (second["status"], second["deleted"]) == ("succeeded", 1), second
+        deadline = time.monotonic() + 30
+        while "vpn.txt" in conn.titles(api.search("connect to the VPN client")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "vpn.txt" not in conn.titles(api.search("connect to the VPN client"))
+        unindex = client.get("/v1/jobs?kind=unindex", headers=api.headers).json()["data"]
+        assert [j["state"] for j in unindex] == ["succeeded"]
+    log = (tmp_path / "worker0.log").read_text()
+    assert "cairn.sync" in log and "succeeded" in log  # it ran on the worker, not in the API process
+    assert container.sync_runner.depth() == 0

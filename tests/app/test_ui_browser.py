@@ -327,14 +327,15 @@ def test_ui_files_are_small_strict_and_me_says_who_the_key_is(make_container) ->
     with TestClient(create_app(container=make_container()), follow_redirects=False) as client:
         assert client.get("/").headers["location"] == "ui/"
         total = 0
-        for name in ("", "app.js", "app.css"):
+        for name in ("", "app.js", "lib.js", "desk.js", "evals.js", "charts.js", "app.css"):
             r = client.get(f"/ui/{name}")
             assert r.status_code == 200
             assert "script-src 'self'" in r.headers["content-security-policy"]
             total += len(r.content)
-        # 60 KB since the Runs and Dashboard screens (was 40 KB): still no framework or build step,
-        # and a fraction of one screenshot; raise it only for a new screen
-        assert total < 60_000, f"the UI grew to {total} bytes"
+        # 90 KB since the Support, Review queue and Evaluations screens (was 60 KB, 40 KB before
+        # Runs and Dashboard): still no framework, chart library or build step, and a fraction of
+        # one screenshot; raise it only for a new screen
+        assert total < 90_000, f"the UI grew to {total} bytes"
         assert client.get("/ui/../main.py").status_code == 404
         assert client.get("/ui/routes").status_code == 404
 
