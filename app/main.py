@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from app import errors, tracing
 from app.container import Container
 from app.metrics import MetricsMiddleware
-from app.upload_limit import UploadSizeLimit
 from app.routes import (
     admin,
     answers,
@@ -35,6 +34,7 @@ from app.routes import (
     ui,
     workflows,
 )
+from app.upload_limit import UploadSizeLimit
 from core.settings import Settings, get_settings
 
 

@@ -104,7 +104,8 @@ def check_chunk(w: World, p: Principal, chunk: str, doc_id: str | None = None, v
     if tenant != p.tenant_id or not w.can_see(p, (tenant, doc)):
         raise Leak(f"{p}: chunk {chunk} of {tenant}/{doc} v{ver} is not visible")
     if ver != w.docs[(tenant, doc)].version:
-        raise Leak(f"{p}: chunk {chunk} is of {tenant}/{doc} v{ver}, the live version is v{w.docs[(tenant, doc)].version}")
+        live = w.docs[(tenant, doc)].version
+        raise Leak(f"{p}: chunk {chunk} is of {tenant}/{doc} v{ver}, the live version is v{live}")
     if doc_id is not None and doc_id != doc:
         raise Leak(f"{p}: chunk {chunk} is reported as document {doc_id}, it belongs to {doc}")
     if version is not None and version != ver:

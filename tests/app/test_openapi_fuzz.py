@@ -8,6 +8,7 @@ Separately, every operation except health, metrics and the UI must answer 401 wi
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -46,7 +47,7 @@ def seed_corpus(base: str) -> None:
     for name, text in [("leave.txt", "Employees get 25 days of paid leave per year."),
                        ("vpn.txt", "Connect to the VPN before opening the payroll portal.")]:
         r = requests.post(f"{base}/v1/documents", headers=AUTH, files={"file": (name, text.encode(), "text/plain")},
-                          data={"metadata": '{"title": "%s", "acl": ["tenant:*"]}' % name}, timeout=30)
+                          data={"metadata": json.dumps({"title": name, "acl": ["tenant:*"]})}, timeout=30)
         assert r.status_code in (200, 202), r.text
 
 

@@ -83,7 +83,8 @@ def test_a_declared_oversize_is_refused_before_the_body_is_sent(live_server, mak
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(
             (f"POST /v1/documents HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ADMIN}\r\n"
-             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {10 * 1024**3}\r\n\r\n").encode()
+             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+             f"Content-Length: {10 * 1024**3}\r\n\r\n").encode()
         )
         started = time.monotonic()
         head = s.recv(4096).decode()  # 10 GB were announced and none sent: only an early refusal answers
