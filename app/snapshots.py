@@ -7,7 +7,9 @@ close it before copying. SQLite is copied with its online-backup API, so the cop
 even with WAL files beside it. Scale-out deployments use their own tools instead (Qdrant
 snapshots, pg_dump), which this refuses to pretend to cover.
 
-Layout: <data_dir>/snapshots/<name>.tar.gz holding manifest.json, cairn.db, index/, blobs/.
+Layout: <data_dir>/snapshots/<name>.tar.gz holding manifest.json, cairn.db, blobs/ and every index
+generation directory (index/, and index-g2/... after a reindex: the `index_aliases` row in the copied
+database names the one that serves, and kept generations stay available for rollback).
 `restore` moves what it replaces to <data_dir>/snapshots/before-restore-<time>/ (nothing is lost).
 """
 
@@ -29,7 +31,19 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
-_PARTS = ("cairn.db", "index", "blobs")
+_PARTS = ("cairn.db", "blobs")
+_GENERATION = re.compile(r"^index(-g\d+)?$")
+
+
+def _is_part(name: str) -> bool:
+    return name in _PARTS or bool(_GENERATION.match(name))
+
+
+def _index_dirs(settings: Settings) -> list[Path]:
+    """Every engine generation directory under the data dir (see app/services/_index_generations.py)."""
+    if not settings.data_dir.exists():
+        return []
+    return sorted(p for p in settings.data_dir.iterdir() if p.is_dir() and _GENERATION.match(p.name))
 
 
 class SnapshotInfo(BaseModel):
@@ -49,17 +63,19 @@ def _check_embedded(settings: Settings) -> None:
 
 
 def _own_engine(settings: Settings) -> None:
-    """Open, flush and close the index: fails with a clear message while a server holds it."""
+    """Open, flush and close every index generation: fails with a clear message while a server
+    holds them."""
     from retrieval.index.edge import EdgeIndex
 
-    if not settings.index_path.exists():
-        return
-    index = EdgeIndex(settings.index_path, dense_dim=384)
-    try:
-        index.warm_up()
-    except Exception as exc:
-        raise Conflict("the data directory is in use (is `cairn serve` running?); stop the server first") from exc
-    index.close()
+    for path in _index_dirs(settings):
+        index = EdgeIndex(path, dense_dim=384)
+        try:
+            index.warm_up()
+        except Exception as exc:
+            raise Conflict(
+                "the data directory is in use (is `cairn serve` running?); stop the server first"
+            ) from exc
+        index.close()
 
 
 def _snapshot_dir(settings: Settings) -> Path:
@@ -94,9 +110,9 @@ def create(settings: Settings, name: str | None = None) -> SnapshotInfo:
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
             tf.add(copy, "cairn.db")
-            for part in ("index", "blobs"):
-                if (settings.data_dir / part).exists():
-                    tf.add(settings.data_dir / part, part)
+            for folder in [*_index_dirs(settings), settings.data_dir / "blobs"]:
+                if folder.exists():
+                    tf.add(folder, folder.name)
         partial.rename(target)  # a crash mid-write never leaves a plausible-looking snapshot
     return _info(target)
 
@@ -125,10 +141,11 @@ def restore(settings: Settings, name: str) -> SnapshotInfo:
     _own_engine(settings)
     aside = _snapshot_dir(settings) / f"before-restore-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     aside.mkdir(parents=True)
-    for part in (*_PARTS, "cairn.db-wal", "cairn.db-shm"):
+    current = [*_PARTS, "cairn.db-wal", "cairn.db-shm", *(p.name for p in _index_dirs(settings))]
+    for part in current:
         if (settings.data_dir / part).exists():
             shutil.move(settings.data_dir / part, aside / part)
     with tarfile.open(path, "r:gz") as tf:
-        members = [m for m in tf.getmembers() if m.name.split("/", 1)[0] in _PARTS]
+        members = [m for m in tf.getmembers() if _is_part(m.name.split("/", 1)[0])]
         tf.extractall(settings.data_dir, members=members, filter="data")
     return info

@@ -3,6 +3,9 @@ is searchable again after a restore, and a running server is never copied from u
 
 from __future__ import annotations
 
+import shutil
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -54,3 +57,36 @@ def test_snapshot_restore_round_trip(tmp_path, make_container, monkeypatch, caps
         assert api.search("harbour pilots container ships") == [] or all(
             h["doc_id"] == "keep" for h in api.search("harbour pilots container ships")
         )
+
+
+def test_snapshot_after_a_reindex_carries_the_serving_generation(tmp_path, make_container) -> None:  # type: ignore[no-untyped-def]
+    """After a reindex swap the live index is `index-g2`: a snapshot must hold it, and a restore
+    must serve it again (not the pre-reindex directory)."""
+    data_dir = tmp_path / "var"
+    settings = Settings(data_dir=data_dir, admin_key="test-admin-key")
+    c = make_container(data_dir=data_dir)
+    with TestClient(create_app(container=c)) as client:
+        api = Api(client)
+        api.ingest("keep.txt", "The lighthouse keeper logs every passing ship.", doc_id="keep")
+        job_id = client.post("/v1/admin/reindex", headers=api.headers).json()["id"]
+        for _ in range(1200):
+            job = client.get(f"/v1/jobs/{job_id}", headers=api.headers).json()
+            if job["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "succeeded", job
+        api.ingest("late.txt", "Tide tables are printed every spring for the harbour.", doc_id="late")
+    c.close()
+    assert (data_dir / "index-g2").is_dir()
+
+    info = snapshots.create(settings, "after-reindex")
+    assert info.documents == 2
+    shutil.rmtree(data_dir / "index-g2")  # lost after the snapshot: the restore must bring it back
+    snapshots.restore(settings, "after-reindex")
+    assert (data_dir / "index-g2").is_dir()
+    c = make_container(data_dir=data_dir)
+    with TestClient(create_app(container=c)) as client:
+        api = Api(client)
+        assert [h["doc_id"] for h in api.search("tide tables harbour spring")][:1] == ["late"]
+        assert [h["doc_id"] for h in api.search("lighthouse keeper")][:1] == ["keep"]
+    c.close()
