@@ -268,7 +268,8 @@ class Container:
         self.job_retry = JobRetry(
             self.sessions, self.documents.retry,
             {"sync": self.job_routes.get("sync", self.sync_runner.enqueue),
-             "eval": self.job_routes.get("eval", self.eval_runner.enqueue)},
+             "eval": self.job_routes.get("eval", self.eval_runner.enqueue),
+             "tune": self.eval_runner.enqueue},  # tune jobs share the in-process evaluation queue
             self.reindex.requeue,
         )
 

@@ -116,8 +116,8 @@ class ThreadJobRunner:
 
 class JobRetry:
     """`POST /v1/jobs/{id}/retry` for every kind: a failed job goes back to its queue under the
-    same id (ingest reuses the stored original; a sync or evaluation run starts over; a reindex
-    rebuilds a new generation). `requeue[kind]` resets the kind's own row and enqueues."""
+    same id (ingest reuses the stored original; a sync, evaluation or tuning run starts over; a
+    reindex rebuilds a new generation). `requeue[kind]` resets the kind's own row and enqueues."""
 
     def __init__(
         self,
@@ -144,7 +144,7 @@ class JobRetry:
             return
         if not principal.can_write():
             raise PermissionDenied("retrying a job needs the editor or admin role")
-        if state != JobState.failed.value or kind not in ("sync", "eval", "reindex"):
+        if state != JobState.failed.value or kind not in ("sync", "eval", "tune", "reindex"):
             raise Conflict(f"only failed jobs can be retried; this {kind} job is {state}")
         if kind == "reindex":
             self._retry_reindex(job_id)
@@ -161,5 +161,6 @@ class JobRetry:
 def _kind_table(kind: str) -> Any:
     from core.tables_connectors import ConnectorSync
     from core.tables_evals import EvalRun
+    from core.tables_feedback import TuningProposal
 
-    return ConnectorSync if kind == "sync" else EvalRun
+    return {"sync": ConnectorSync, "eval": EvalRun, "tune": TuningProposal}[kind]

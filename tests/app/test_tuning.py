@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.services.tuning import SearchSpace, TunedSettings, expand_grid, split_queries
+from core.errors import Unavailable
 from core.models import Role
 from core.settings import SearchSettings
 from tests.app.api import Api
@@ -80,7 +81,7 @@ def tune(api: Api, dataset_id: str, space: dict[str, Any], **extra: Any) -> dict
     body = {"kind": "tune", "dataset_id": dataset_id, "search_space": space, "holdout": 0.34, **extra}
     r = api.client.post("/v1/evals", headers=api.headers, json=body)
     assert r.status_code == 202, r.text
-    assert r.json()["kind"] == "tune" and r.json()["status"] in ("queued", "running", "succeeded")
+    assert r.json()["kind"] == "tune" and r.json()["status"] in ("queued", "running", "succeeded", "failed")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         p = api.client.get(f"/v1/tuning/proposals/{r.json()['id']}", headers=api.headers).json()
@@ -127,6 +128,23 @@ def test_proposal_activates_only_when_better_on_holdout_persists_and_resets(
         assert err["code"] == "proposal_not_better"
         assert err["details"] == {"holdout_score": 0.0, "current_holdout_score": 0.0}
 
+        # a tune job that failed is retried from the jobs API under the same id
+        def unavailable(*_: Any) -> Any:
+            raise Unavailable("the search backend is restarting")
+
+        container.tuning._ranker = unavailable
+        failed = tune(editor, dataset_id, SPACE)
+        assert failed["status"] == "failed" and api.job(failed["id"])["state"] == "failed"
+        del container.tuning._ranker
+        r = editor.client.post(f"/v1/jobs/{failed['id']}/retry", headers=editor.headers)
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60
+        while (retried := api.client.get(f"/v1/tuning/proposals/{failed['id']}", headers=api.headers).json())[
+            "status"
+        ] not in ("succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert retried["status"] == "succeeded" and retried["proposed"] == p["proposed"], retried
+
         # only an admin activates; a reader cannot even start a tune job
         r = editor.client.post(f"/v1/tuning/proposals/{p['id']}/activate", headers=editor.headers)
         assert r.status_code == 403
@@ -166,7 +184,7 @@ def test_proposal_activates_only_when_better_on_holdout_persists_and_resets(
         assert r.json()["settings"] == r.json()["defaults"]
         assert top_doc(api, QUESTIONS["pw"][0]).startswith("soup")
         listed = api.client.get("/v1/tuning/proposals", headers=api.headers).json()
-        assert listed["count"] == 2
+        assert listed["count"] == 3
 
 
 def test_tune_requests_are_validated(make_container) -> None:  # type: ignore[no-untyped-def]
