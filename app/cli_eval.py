@@ -125,12 +125,14 @@ def _print_summary(summary: dict[str, dict[str, float]], ks: list[int]) -> None:
 
 
 def add_parser(sub: Any) -> None:
+    from app.services.eval_search import PRESETS
+
     p = sub.add_parser("eval", help="retrieval evaluation (offline, on a temporary data directory)")
     evsub = p.add_subparsers(dest="eval_command", required=True)
     b = evsub.add_parser("beir", help="evaluate configurations on a BEIR folder; writes JSON and HTML")
     b.add_argument("path", help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     b.add_argument("--configs", default="sparse,dense,hybrid",
-                   help="comma-separated presets: sparse, dense, hybrid, hybrid-dbsf")
+                   help="comma-separated presets: " + ", ".join(PRESETS))
     b.add_argument("--split", default="test")
     b.add_argument("--ks", default="1,10,100", help="cut-offs, e.g. 1,10,100")
     b.add_argument("--max-queries", type=int, default=None, help="score only the first N judged queries")

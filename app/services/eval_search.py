@@ -44,6 +44,8 @@ PRESETS: dict[str, EvalConfig] = {
     "hybrid": EvalConfig(name="hybrid", mode="hybrid"),
     "hybrid-dbsf": EvalConfig(name="hybrid-dbsf", mode="hybrid", fusion="dbsf"),
     "hybrid+rerank": EvalConfig(name="hybrid+rerank", mode="hybrid", rerank=True),
+    # the server's defaults (core/settings.py SearchSettings: DBSF fusion, then the reranker)
+    "hybrid-dbsf+rerank": EvalConfig(name="hybrid-dbsf+rerank", mode="hybrid", fusion="dbsf", rerank=True),
 }
 DEFAULT_CONFIGS = ("sparse", "dense", "hybrid")
 
