@@ -10,15 +10,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from app.container import Container
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
 from app.routes import _sse
 from app.services import openai_compat as oc
+from app.services.audit import AuditNote
 from core.errors import NotFound
 from core.llm import CompletionRequest
 from core.models import Principal
@@ -50,7 +51,8 @@ def list_models(_principal: PrincipalDep, container: ContainerDep) -> oc.ModelLi
     responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or chunks when streaming"}},
 )
 async def chat_completions(
-    body: oc.ChatRequest, principal: PrincipalDep, container: ContainerDep
+    body: oc.ChatRequest, principal: PrincipalDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("answer")],
 ) -> oc.ChatCompletion | StreamingResponse:
     """OpenAI's chat-completions API. For a workflow model the answer's `[n]` markers refer to
     `choices[0].message.citations[].n` (verified quotes, as in `POST /v1/answers`), `cairn.run_id`
@@ -62,8 +64,10 @@ async def chat_completions(
     `delta.citations` and `cairn`), a usage chunk when `stream_options.include_usage`, then
     `data: [DONE]`. A failure after the stream started is sent as `data: {"error": {...}}` and
     the stream ends without `[DONE]`."""
+    audit.details["api"] = "chat.completions"
     if _kind(container, body.model) == "workflow":
-        return await _workflow(body, principal, container)
+        return await _workflow(body, principal, container, audit)
+    audit.models = [body.model]  # an alias call: no retrieval, nothing cited
     return await _alias(body, principal, container)
 
 
@@ -72,16 +76,16 @@ def _on_error(code: str, message: str) -> bytes:
 
 
 async def _workflow(
-    body: oc.ChatRequest, principal: Principal, container: Container
+    body: oc.ChatRequest, principal: Principal, container: Container, audit: AuditNote
 ) -> oc.ChatCompletion | StreamingResponse:
     container.retriever.check_gatherers(body.gatherers)
     history = body.history()
     args = (principal, body.question(), body.model, body.gatherers, body.filters, body.top_k)
     inputs = {"history": history} if history else None
     if body.stream:
-        events = container.answers.stream(*args, inputs=inputs)
+        events = audit.follow(container.answers.stream(*args, inputs=inputs))
         return _sse.event_stream(_workflow_chunks(body, events), _on_error)
-    return oc.from_answer(body.model, await container.answers.answer(*args, inputs=inputs))
+    return oc.from_answer(body.model, audit.answer(await container.answers.answer(*args, inputs=inputs)))
 
 
 async def _workflow_chunks(body: oc.ChatRequest, events: AsyncIterator[AnswerEvent]) -> AsyncIterator[bytes]:

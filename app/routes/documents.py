@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
@@ -101,6 +102,31 @@ def list_documents(
 @router.get("/{document_id}", response_model=DocumentPublic)
 def get_document(document_id: str, principal: PrincipalDep, container: ContainerDep) -> DocumentPublic:
     return container.documents.get(principal, document_id)
+
+
+@router.get(
+    "/{document_id}/download",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the stored original"}},
+)
+def download_document(
+    document_id: str, audit: Annotated[AuditNote, audited("document.download")], principal: PrincipalDep,
+    container: ContainerDep, version: Annotated[int | None, Query(ge=1, le=1_000_000_000)] = None,
+) -> Response:
+    """The original file as uploaded (the current version unless `version` is given), for callers
+    who may see the document; 404 otherwise, exactly as for a document that does not exist."""
+    data, filename, content_type = container.documents.original(principal, document_id, version)
+    audit.target(document_id=document_id, version=version)
+    return Response(
+        content=data,
+        media_type=content_type,
+        headers={
+            # always a download, never rendered on the API's origin (an uploaded HTML file is data)
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        },
+    )
 
 
 @router.delete("/{document_id}", status_code=204)

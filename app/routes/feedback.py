@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import ContainerDep, PrincipalDep
+from app.deps import ContainerDep, PrincipalDep, audited
+from app.services.audit import AuditNote
 from app.services.feedback import (
     FeedbackCreate,
     FeedbackDatasetCreate,
@@ -21,13 +22,16 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
 
 @router.post("/answers/{run_id}/feedback", status_code=201, response_model=FeedbackPublic)
 def give_feedback(
-    run_id: str, body: FeedbackCreate, principal: PrincipalDep, container: ContainerDep
+    run_id: str, body: FeedbackCreate, principal: PrincipalDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("answer.feedback")],
 ) -> FeedbackPublic:
     """Judge an answer (`run_id` from `POST /v1/answers`): `rating` up or down, an optional
     `reason`, and optionally the source it should have cited (`corrected_citation`: a document
     the caller may read, optionally one of its chunks and a verbatim quote). Only who may see the
     run (its starter, tenant admins) may judge it; 404 otherwise. One feedback per caller and
     run: sending again replaces it (`replaced: true`)."""
+    audit.target(run_id=run_id)
+    audit.details["rating"] = body.rating
     return container.feedback.give(principal, run_id, body)
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import AdminDep, ContainerDep, PrincipalDep
+from app.deps import AdminDep, ContainerDep, PrincipalDep, audited
+from app.services.audit import AuditNote
 from app.services.tuning import ActiveTuningPublic, TuningProposalPublic, TuningProposalsPublic
 
 router = APIRouter(prefix="/v1/tuning", tags=["evaluation"])
@@ -27,9 +28,13 @@ def get_proposal(proposal_id: str, principal: PrincipalDep, container: Container
 
 
 @router.post("/proposals/{proposal_id}/activate", response_model=ActiveTuningPublic)
-def activate_proposal(proposal_id: str, principal: AdminDep, container: ContainerDep) -> ActiveTuningPublic:
+def activate_proposal(
+    proposal_id: str, principal: AdminDep, container: ContainerDep,
+    audit: Annotated[AuditNote, audited("tuning.activate")],
+) -> ActiveTuningPublic:
     """Apply the proposal to this tenant's searches, only if it scores better than the current
     settings on the held-back queries; else 409 `proposal_not_better` with both numbers."""
+    audit.target(proposal_id=proposal_id)
     return container.tuning.activate(principal, proposal_id)
 
 
@@ -40,6 +45,8 @@ def active_tuning(principal: PrincipalDep, container: ContainerDep) -> ActiveTun
 
 
 @router.post("/active/reset", response_model=ActiveTuningPublic)
-def reset_tuning(principal: AdminDep, container: ContainerDep) -> ActiveTuningPublic:
+def reset_tuning(
+    principal: AdminDep, container: ContainerDep, audit: Annotated[AuditNote, audited("tuning.reset")]
+) -> ActiveTuningPublic:
     """Back to the server's configured defaults."""
     return container.tuning.reset(principal)

@@ -407,6 +407,34 @@ class DocumentService:
             public.pii_counts = {kind: int(n) for kind, n in counts}
             return public
 
+    def original(self, principal: Principal, doc_id: str, version: int | None = None) -> tuple[bytes, str, str]:
+        """(bytes, filename, content type) of a stored original, for a caller who may see the
+        document. The original holds PII exactly as uploaded, so a version whose values the
+        tenant's policy masked or tokenized in the index is only handed to `pii:read` holders."""
+        with self._sessions() as s:
+            doc = self._visible_doc(s, principal, doc_id)
+            wanted = version if version is not None else (doc.current_version or doc.latest_version)
+            ver = s.get(DocumentVersion, (principal.tenant_id, doc_id, wanted))
+            if ver is None:
+                raise NotFound(f"document {doc_id!r} has no version {wanted}")
+            redacted = s.scalar(
+                select(PiiOccurrence.value_hmac).where(
+                    PiiOccurrence.tenant_id == principal.tenant_id, PiiOccurrence.doc_id == doc_id,
+                    PiiOccurrence.version == wanted, PiiOccurrence.action != "keep",
+                ).limit(1)
+            )
+            filename, content_type, digest = ver.filename, ver.content_type, ver.content_hash
+        if redacted is not None and not principal.can_read_pii():
+            raise PermissionDenied(
+                "this original contains personal data that the index holds masked or tokenized; "
+                "downloading it needs the pii:read permission"
+            )
+        try:
+            data = self._blobs.get(principal.tenant_id, digest)
+        except FileNotFoundError:
+            raise NotFound(f"the stored original of document {doc_id!r} version {wanted} is gone") from None
+        return data, filename, content_type or "application/octet-stream"
+
     def list(self, principal: Principal, limit: int = 50, offset: int = 0) -> DocumentsPublic:
         visible_ids = (
             select(DocumentAcl.doc_id)

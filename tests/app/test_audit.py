@@ -235,3 +235,20 @@ def test_cli_verify_reads_the_database_and_names_the_broken_event(make_container
     assert broken.returncode == 1
     assert "BROKEN  tenant default: event 2" in broken.stdout and "edited" in broken.stdout
     assert "OK      tenant acme" in broken.stdout
+
+
+def test_chat_completions_and_downloads_are_recorded(setup) -> None:  # type: ignore[no-untyped-def]
+    api, _ = setup
+    doc = api.ingest("refunds.txt", REFUND, acl=["tenant:*"])
+    body = {"model": "grounded_qa", "messages": [{"role": "user", "content": "How many days for a refund?"}]}
+    r = api.client.post("/v1/chat/completions", headers=api.headers, json=body)
+    assert r.status_code == 200, r.text
+    message = r.json()["choices"][0]["message"]
+    assert api.client.get(f"/v1/documents/{doc['document_id']}/download", headers=api.headers).status_code == 200
+
+    chat, download = export(api, action=["answer", "document.download"])
+    assert chat["action"] == "answer" and chat["outcome"] == "ok"
+    assert chat["details"]["api"] == "chat.completions" and chat["details"]["workflow"] == "grounded_qa"
+    assert chat["cited"] == [{"doc_id": c["doc_id"], "chunk_id": c["chunk_id"]} for c in message["citations"]]
+    assert chat["cited"] and chat["retrieved"]
+    assert download["action"] == "document.download" and download["targets"]["document_id"] == doc["document_id"]

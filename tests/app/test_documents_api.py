@@ -187,3 +187,29 @@ def test_concurrent_search_sees_one_whole_version(api: Api) -> None:
         t.join()
     assert seen, "the searcher thread never ran"
     assert all(len(versions) == 1 for versions in seen), [v for v in seen if len(v) != 1][:5]
+
+
+def test_download_returns_the_original_to_whoever_may_see_it_and_404_to_others(api: Api) -> None:
+    editor = api.new_key("erin", ["support"], role="editor")
+    support = api.new_key("alice", ["support"])
+    outsider = api.new_key("oscar", ["sales"])
+    page = b"<html><body><script>alert(1)</script><p>Refunds within 30 days.</p></body></html>"
+    r = editor.upload("refunds.html", page, {"title": "refunds", "doc_id": "page", "acl": ["group:support"]},
+                      ctype="text/html")
+    assert r.status_code == 202 and editor.wait(r.json()["job_id"])["state"] == "indexed"
+    editor.ingest("refunds.html", VPN, doc_id="page", acl=["group:support"])  # version 2, plain text
+
+    first = support.client.get("/v1/documents/page/download?version=1", headers=support.headers)
+    assert first.status_code == 200 and first.content == page
+    # stored HTML is served as a download, never rendered on the API's origin
+    assert first.headers["content-disposition"].startswith("attachment;")
+    assert first.headers["x-content-type-options"] == "nosniff"
+    assert first.headers["content-security-policy"] == "sandbox"
+    current = support.client.get("/v1/documents/page/download", headers=support.headers)
+    assert current.status_code == 200 and current.content == VPN.encode()
+
+    for who, url in ((outsider, "/v1/documents/page/download"), (support, "/v1/documents/page/download?version=9"),
+                     (support, "/v1/documents/missing/download")):
+        r = who.client.get(url, headers=who.headers)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert support.client.get("/v1/documents/page/download").status_code == 401

@@ -4,6 +4,8 @@ feedback turned into a labelled dataset that an evaluation job then scores."""
 
 from __future__ import annotations
 
+import json
+
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -100,6 +102,14 @@ def test_feedback_is_for_who_may_see_the_run_once_per_judge(api: Api) -> None:
     for bad in ({"rating": "meh"}, {}, {"rating": "up", "extra": 1}, {"rating": "up", "reason": "x" * 2001}):
         r = feedback(alice, run_id, **bad)
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input", bad
+
+    # every feedback, refused ones included, is in the audit trail
+    r = api.client.get("/v1/audit/export", headers=api.headers, params={"action": "answer.feedback"})
+    logged = [json.loads(line) for line in r.text.splitlines()]
+    assert [(e["principal"], e["details"].get("rating"), e["outcome"]) for e in logged[:3]] == [
+        ("alice", "up", "ok"), ("alice", "down", "ok"), ("bob", "up", "not_found"),
+    ]
+    assert {e["targets"]["run_id"] for e in logged[:3]} == {run_id}
 
 
 def test_corrected_citation_must_point_at_what_the_judge_may_read(api: Api) -> None:

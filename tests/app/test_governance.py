@@ -113,6 +113,12 @@ def test_tokenize_keeps_raw_values_out_of_the_index_and_reveals_them_only_to_pii
     final = privileged.answer_events(question)[-1]
     assert final[0] == "final" and EMAIL in final[1]["answer"]
 
+    # the stored original holds the raw values: only pii:read may download it
+    r = reader.client.get(f"/v1/documents/{doc_id}/download", headers=reader.headers)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
+    r = privileged.client.get(f"/v1/documents/{doc_id}/download", headers=privileged.headers)
+    assert r.status_code == 200 and r.content == REFUND.encode()
+
 
 def test_celery_workers_apply_the_tenant_policy_with_the_shared_key(  # type: ignore[no-untyped-def]
     make_container, redis_server, start_worker, tmp_path  # noqa: F811
