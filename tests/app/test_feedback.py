@@ -5,7 +5,6 @@ feedback turned into a labelled dataset that an evaluation job then scores."""
 from __future__ import annotations
 
 import json
-
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
