@@ -150,6 +150,17 @@ class KeyStore:
         except IntegrityError:  # another process wrote the first row at the same moment
             pass
 
+    def tenants(self) -> dict[str, tuple[int, int]]:
+        """Tenant id -> (keys, usable admin keys). Tenants exist as named on keys."""
+        now = datetime.now(UTC)
+        out: dict[str, tuple[int, int]] = {}
+        with self._sessions() as s:
+            for row in s.scalars(select(ApiKey)):
+                keys, admins = out.get(row.tenant_id, (0, 0))
+                usable = row.revoked_at is None and (row.expires_at is None or _aware(row.expires_at) > now)
+                out[row.tenant_id] = (keys + 1, admins + int(usable and row.role == Role.admin.value))
+        return out
+
     # ---- administration (always within one tenant) -------------------------------------------
 
     def list_keys(self, tenant_id: str) -> list[KeyPublic]:

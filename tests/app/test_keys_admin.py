@@ -199,3 +199,39 @@ def test_principals_lists_users_and_groups_from_usable_keys(setup) -> None:  # t
     assert users["gus"]["active_keys"] == 0 and users["gus"]["keys"] == 1
     groups = {g["group"]: g["users"] for g in r.json()["groups"]}
     assert groups == {"sales": ["alice"], "support": ["alice"]}  # a revoked key makes nobody a member
+
+
+def test_the_operator_creates_tenants_whose_admins_are_confined_to_them(setup) -> None:  # type: ignore[no-untyped-def]
+    api, _ = setup
+    r = api.client.post("/v1/admin/tenants", headers=api.headers, json={"tenant_id": "acme", "admin_user": "ada"})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    acme = api.as_key(created["key"])
+    assert created["tenant_id"] == "acme" and created["key"].startswith("cairn_")
+
+    # the new admin manages acme's own keys and documents, and sees nothing of the default tenant
+    api.ingest("ops.txt", "The operator's runbook says to rotate keys every quarter.", acl=["tenant:*"])
+    acme.ingest("acme.txt", "Acme ships anvils from the desert warehouse.", acl=["tenant:*"])
+    assert [h["text"] for h in acme.search("rotate keys every quarter runbook")] in (
+        [], ["Acme ships anvils from the desert warehouse."]
+    )
+    assert "anvils" in acme.search("anvils desert warehouse")[0]["text"]
+    assert all("anvils" not in h["text"] for h in api.search("anvils desert warehouse"))
+    assert [d["title"] for d in acme.client.get("/v1/documents", headers=acme.headers).json()["data"]] == ["acme.txt"]
+    bob = _create(acme, "bob")
+    assert bob["key"] and set(_keys(acme)) == {created["key_id"], bob["key_id"]}
+
+    listed = api.client.get("/v1/admin/tenants", headers=api.headers).json()
+    by_id = {t["tenant_id"]: t for t in listed["data"]}
+    assert by_id["acme"] == {"tenant_id": "acme", "keys": 2, "admin_keys": 1}
+
+    # only an admin of the operator's tenant manages tenants; names are validated; no duplicates
+    assert acme.client.post("/v1/admin/tenants", headers=acme.headers, json={"tenant_id": "x"}).status_code == 403
+    assert acme.client.get("/v1/admin/tenants", headers=acme.headers).status_code == 403
+    reader = api.as_key(_create(api, "rita")["key"])
+    assert reader.client.get("/v1/admin/tenants", headers=reader.headers).status_code == 403
+    r = api.client.post("/v1/admin/tenants", headers=api.headers, json={"tenant_id": "acme"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    for bad in ({"tenant_id": "Bad Name"}, {"tenant_id": ""}, {"tenant_id": "ok", "admin_user": "a b"}, {}):
+        r = api.client.post("/v1/admin/tenants", headers=api.headers, json=bad)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input", bad
