@@ -91,6 +91,7 @@ class DenseRetriever:
         top_k: int,
         filters: SearchFilters | None,
         gatherers: list[str] | None,
+        params: dict[str, str] | None = None,
     ) -> list[RetrievedChunk]:
         q = self._model.encode([query], normalize_embeddings=True)[0]  # type: ignore[attr-defined]
         scores = self._matrix @ q

@@ -8,7 +8,7 @@ provider answers from chunks directly and because routing decisions depend on th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,4 +96,5 @@ class Retriever(Protocol):
         top_k: int,
         filters: SearchFilters | None,
         gatherers: list[str] | None,
+        params: Mapping[str, str] | None = None,
     ) -> list[RetrievedChunk]: ...

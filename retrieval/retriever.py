@@ -8,6 +8,7 @@ question into an error.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from core.models import Principal, RetrievedChunk, SearchFilters
 from retrieval.service import RetrievalService
@@ -33,9 +34,11 @@ class ServiceRetriever:
         top_k: int,
         filters: SearchFilters | None,
         gatherers: list[str] | None,
+        params: Mapping[str, str] | None = None,
     ) -> list[RetrievedChunk]:
         result = await self._service.retrieve(
-            principal, query, top_k=top_k, filters=filters, gatherers=gatherers, rerank=self._rerank
+            principal, query, top_k=top_k, filters=filters, gatherers=gatherers, params=params,
+            rerank=self._rerank,
         )
         for err in result.errors:
             _log.warning("gatherer %s %s: %s", err.gatherer, err.code, err.message)

@@ -26,6 +26,7 @@ from core.models import Principal
 from orchestration.answers import MAX_QUESTION_CHARS, AnswerService
 from orchestration.types import Citation
 from orchestration.workflows.spec import GenerateStep, HumanReviewStep, WorkflowSpec
+from orchestration.workflows.steps import context_chunks
 from orchestration.workflows.types import RunView
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def _draft(spec: WorkflowSpec, outputs: dict[str, dict[str, Any]]) -> Draft | No
     done = outputs.get(review.id) or outputs.get(review.target)
     if not done or not isinstance(target, GenerateStep) or not target.context:
         return None
-    chunks = outputs.get(target.context, {}).get("chunks") or []
+    chunks = context_chunks(outputs, target.context)
     sources = [
         Source(n=i, doc_id=c["doc_id"], chunk_id=c["chunk_id"], title=c.get("title") or c["doc_id"])
         for i, c in enumerate(chunks, start=1)

@@ -52,6 +52,9 @@ class GatherStep(_Step):
     query: str = "{{ inputs.question }}"
     top_k: int | None = Field(default=None, ge=1, le=100)
     gatherers: list[str] | None = None
+    # gatherer parameters, each a template (e.g. customer_id: "{{ inputs.customer_id }}"); a value
+    # that renders empty is left out, so a gatherer that needs it answers 422 instead of matching ""
+    params: dict[str, str] = Field(default_factory=dict)
 
 
 class GenerateStep(_Step):
@@ -59,7 +62,8 @@ class GenerateStep(_Step):
     model: str = "local"  # a gateway alias
     prompt: str = "{{ inputs.question }}"
     system: str | None = None
-    context: StepId | None = None  # a gather step whose chunks are the numbered sources
+    # the gather step(s) whose chunks are the numbered sources, in order (a skipped step adds none)
+    context: StepId | list[StepId] | None = None
     query: str | None = None  # what local extractive models score against (default: prompt)
     max_tokens: int = Field(default=512, ge=1, le=200_000)
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -181,11 +185,13 @@ def _check_step(s: Any, index: int, order: dict[str, int]) -> None:
     if s.when:
         compile_expression(s.when)
     if isinstance(s, GatherStep):
-        check_template(s.query)
+        for template in (s.query, *s.params.values()):
+            check_template(template)
     if isinstance(s, GenerateStep):
         for template in (s.prompt, s.system or "", s.query or ""):
             check_template(template)
-        earlier(s.context, "context")
+        for ref in [s.context] if isinstance(s.context, str) else s.context or []:
+            earlier(ref, "context")
     if isinstance(s, ValidateStep | HumanReviewStep):
         earlier(s.target, "target")
     if isinstance(s, BranchStep):

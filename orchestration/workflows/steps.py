@@ -35,10 +35,22 @@ class StepContext:
     def env(self) -> dict[str, Any]:
         return {"inputs": self.inputs, "steps": self.outputs}
 
-    def chunks(self, step_id: str | None) -> list[RetrievedChunk]:
-        if step_id is None:
-            return []
-        return [RetrievedChunk.model_validate(c) for c in self.outputs.get(step_id, {}).get("chunks", [])]
+    def chunks(self, context: str | list[str] | None) -> list[RetrievedChunk]:
+        return [RetrievedChunk.model_validate(c) for c in context_chunks(self.outputs, context)]
+
+
+def context_chunks(outputs: Mapping[str, Mapping[str, Any]], context: str | list[str] | None) -> list[dict[str, Any]]:
+    """The numbered sources of a generate step: the chunks of its context gather step(s) in
+    order, a chunk found by two of them counted once (where it first appears)."""
+    steps = [context] if isinstance(context, str) else context or []
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for step_id in steps:
+        for c in outputs.get(step_id, {}).get("chunks", []):
+            if c["chunk_id"] not in seen:
+                seen.add(c["chunk_id"])
+                out.append(c)
+    return out
 
 
 async def run_gather(step: GatherStep, ctx: StepContext, retriever: Retriever) -> dict[str, Any]:
@@ -49,7 +61,11 @@ async def run_gather(step: GatherStep, ctx: StepContext, retriever: Retriever) -
     filters = SearchFilters.model_validate(raw_filters) if raw_filters else None
     top_k = step.top_k or int(ctx.inputs.get("top_k") or 5)
     gatherers = step.gatherers or ctx.inputs.get("gatherers")
-    chunks = await retriever(ctx.principal, query, top_k=top_k, filters=filters, gatherers=gatherers)
+    env = ctx.env()
+    params = {k: v for k, v in ((k, render(t, env).strip()) for k, t in step.params.items()) if v}
+    chunks = await retriever(
+        ctx.principal, query, top_k=top_k, filters=filters, gatherers=gatherers, params=params or None
+    )
     return {"query": query, "count": len(chunks), "chunks": [c.model_dump(mode="json") for c in chunks]}
 
 

@@ -323,3 +323,29 @@ def test_support_ticket_api_validates_and_hides_other_users_runs(make_container)
         bob = api.new_key("bob", role="editor")
         assert client.get(f"/v1/support/tickets/{run_id}", headers=bob.headers).status_code == 404
         assert client.get(f"/v1/support/tickets/{run_id}", headers=api.headers).status_code == 200  # tenant admin
+
+
+def test_support_ticket_gathers_that_customers_history_only(make_container) -> None:  # type: ignore[no-untyped-def]
+    with TestClient(create_app(container=make_container())) as client:
+        api = Api(client)
+        api.ingest("refunds.md", REFUND, acl=["tenant:*"])
+        mine = api.ingest("t1.txt", "Ticket: the customer's blender arrived broken and was refunded in May.",
+                          acl=["tenant:*"], source="tickets", tags=["customer:c42"])
+        theirs = api.ingest("t2.txt", "Ticket: another customer's blender arrived broken and was replaced.",
+                            acl=["tenant:*"], source="tickets", tags=["customer:c7"])
+        r = client.post("/v1/support/tickets", headers=api.headers,
+                        json={"customer_id": "c42", "subject": "Broken blender", "body": "My blender arrived broken."})
+        assert r.status_code == 202, r.text
+        run_id = r.json()["run"]["id"]
+        for _ in range(400):
+            t = client.get(f"/v1/support/tickets/{run_id}", headers=api.headers).json()
+            if t["run"]["status"] not in ("running",):
+                break
+            time.sleep(0.05)
+        outputs = {o["id"]: o for o in t["outputs"]}
+        assert outputs["history"]["retrieved"] == 1  # c42's one ticket, not c7's
+        assert outputs["history"]["status"] == "completed"
+        assert outputs["analyze"]["status"] == "completed" and outputs["analyze"]["text"]
+        # both tickets match the question; only the customer's own reached the history step
+        found = {h["doc_id"] for h in api.search("blender arrived broken", top_k=5)}
+        assert {mine["document_id"], theirs["document_id"]} <= found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -55,6 +55,7 @@ class FakeRetriever:
 
     chunks: list[RetrievedChunk] = field(default_factory=corpus)
     calls: list[tuple[Principal, str, int]] = field(default_factory=list)
+    params: list[dict[str, str]] = field(default_factory=list)  # the gatherer params of each call
     allowed_docs: set[str] | None = None
     keep_order: bool = False
 
@@ -66,8 +67,10 @@ class FakeRetriever:
         top_k: int,
         filters: SearchFilters | None,
         gatherers: list[str] | None,
+        params: Mapping[str, str] | None = None,
     ) -> list[RetrievedChunk]:
         self.calls.append((principal, query, top_k))
+        self.params.append(dict(params or {}))
         q = set(query.lower().split())
         visible = [c for c in self.chunks if self.allowed_docs is None or c.doc_id in self.allowed_docs]
         ranked = (

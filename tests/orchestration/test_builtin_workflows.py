@@ -12,7 +12,7 @@ from orchestration.grounded import NOT_FOUND
 from orchestration.providers.extractive import ExtractiveProvider
 from orchestration.workflows.engine import ReviewDecision
 
-from .conftest import FakeRetriever
+from .conftest import FakeRetriever, corpus, make_chunk
 from .test_engine import sql_store
 
 pytestmark = pytest.mark.integration
@@ -43,6 +43,27 @@ def test_grounded_qa_run_is_recorded(tmp_path: Path) -> None:
         svc.engine.get_run(result.run_id, OTHER_TENANT)
 
 
+def test_support_assistant_gathers_the_customers_history_as_analysis_sources(tmp_path: Path) -> None:
+    tickets = [
+        make_chunk("t-17", "Ticket 17: the customer asked to carry over unused leave days last year.",
+                   title="Ticket 17"),
+    ]
+    retriever = FakeRetriever(chunks=[*corpus(), *tickets])
+    svc = AnswerService(retriever, ExtractiveProvider(), sql_store(tmp_path))
+    result = asyncio.run(
+        svc.answer(AGENT, "How many days of unused leave can be carried over?", workflow="support_assistant",
+                   inputs={"customer_id": "c42"})
+    )
+    assert result.status == "succeeded" and retriever.params == [{}, {"customer_id": "c42"}]
+    events = {e.step_id: e for e in svc.engine.store.events(result.run_id) if e.kind == "completed"}
+    assert events["history"].output is not None and events["history"].output["count"] > 0
+    analysis = events["analyze"].output or {}
+    sources = [c["doc_id"] for c in analysis.get("citations", [])]
+    assert analysis.get("answer") and set(sources) <= {"leave", "t-17", "expenses", "security"}
+    run = svc.engine.get_run(result.run_id, AGENT).run
+    assert run.version == 2
+
+
 def test_support_assistant_confident_draft_needs_no_review(tmp_path: Path) -> None:
     svc = service(tmp_path)
     result = asyncio.run(
@@ -56,7 +77,7 @@ def test_support_assistant_confident_draft_needs_no_review(tmp_path: Path) -> No
     assert result.status == "succeeded"
     assert "25 days" in result.answer and result.citations[0].doc_id == "leave"
     skipped = [e.step_id for e in svc.engine.store.events(result.run_id) if e.kind == "skipped"]
-    assert skipped == ["human"]
+    assert skipped == ["history", "human"]  # no customer_id: no customer history to gather
 
 
 def _paused(svc: AnswerService) -> str:
