@@ -18,6 +18,7 @@ from app.services.eval_datasets import (
 from core.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/eval-datasets", tags=["evaluation"])
+MAX_DATASET_FILES = 4  # app/upload_limit.py sizes the request body limit for this many
 
 
 @router.post("", status_code=201, response_model=EvalDatasetPublic)
@@ -33,6 +34,9 @@ async def upload_dataset(
     """The corpus is ingested as ordinary documents (source `eval:<id>`, readable by the uploader
     and `acl`); poll `GET /v1/eval-datasets/{id}` for their states. Runs wait for ingestion."""
     limit = container.settings.ingestion.max_upload_bytes
+    if len(files) > MAX_DATASET_FILES:
+        raise InvalidInput(f"{len(files)} files uploaded; a dataset has at most {MAX_DATASET_FILES} "
+                           "(corpus, queries, qrels, or one archive)", field="files")
     data: dict[str, bytes] = {}
     for f in files:
         if not f.filename:

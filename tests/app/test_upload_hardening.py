@@ -77,6 +77,23 @@ def test_a_chunked_upload_is_cut_off_once_it_passes_the_limit(client: TestClient
     assert r.json()["error"]["code"] == "payload_too_large"
 
 
+def test_dataset_uploads_are_bounded_in_size_and_file_count(client: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    # a streamed dataset body is cut off once it passes 4 files' worth of the limit
+    def body() -> Iterator[bytes]:
+        payload = multipart("corpus.jsonl", b'{"_id": "d", "text": "x"}\n' * 50_000)  # ~1.3 MB
+        for i in range(0, len(payload), 8192):
+            yield payload[i : i + 8192]
+
+    r = client.post("/v1/eval-datasets", headers={**headers,
+                                                  "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+                    content=body())
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    files = [("files", (f"f{i}.jsonl", b"{}", "application/json")) for i in range(5)]
+    r = client.post("/v1/eval-datasets", headers=headers, files=files, data={"name": "many"})
+    assert r.status_code == 422 and "at most 4" in r.json()["error"]["message"]
+
+
 def test_a_declared_oversize_is_refused_before_the_body_is_sent(live_server, make_container) -> None:  # type: ignore[no-untyped-def]
     base = live_server(make_container(ingestion={"max_upload_bytes": LIMIT}))
     host, port = base.removeprefix("http://").split(":")
