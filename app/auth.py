@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -191,16 +191,24 @@ class KeyStore:
 
     def rotate(self, tenant_id: str, key_id: str, grace_s: int = 0) -> tuple[KeyPublic, str]:
         """A new secret for the same key (id, user, groups, role, limits stay). The old secret is
-        refused at once, or after `grace_s` seconds so clients can switch over."""
+        refused at once, or after `grace_s` seconds so clients can switch over; secrets rotated
+        out earlier stop then too (never later than the newest grace)."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         with self._sessions.begin() as s:
             row = self._row(s, tenant_id, key_id)
             if row.revoked_at is not None:
                 raise KeyRevoked(f"key {key_id} is revoked; create a new key instead", key_id=key_id)
-            s.execute(delete(ApiKeyGrace).where(ApiKeyGrace.key_id == key_id, ApiKeyGrace.valid_until <= now))
             if grace_s > 0:
-                s.add(ApiKeyGrace(key_hash=row.key_hash, key_id=key_id, valid_until=now + timedelta(seconds=grace_s)))
+                # earlier rotated-out secrets never outlive this grace: "rotate now, 60 s grace"
+                # after a leak ends every older secret within 60 s too
+                until = now + timedelta(seconds=grace_s)
+                s.execute(delete(ApiKeyGrace).where(ApiKeyGrace.key_id == key_id, ApiKeyGrace.valid_until <= now))
+                s.execute(update(ApiKeyGrace).where(ApiKeyGrace.key_id == key_id, ApiKeyGrace.valid_until > until)
+                          .values(valid_until=until))
+                s.add(ApiKeyGrace(key_hash=row.key_hash, key_id=key_id, valid_until=until))
+            else:  # rotate now: every earlier secret of this key stops working too
+                s.execute(delete(ApiKeyGrace).where(ApiKeyGrace.key_id == key_id))
             row.key_hash = hash_key(key)
         return self.get(tenant_id, key_id), key
 
@@ -225,6 +233,8 @@ class KeyStore:
                 raise KeyRevoked(f"key {key_id} is revoked; create a new key instead", key_id=key_id)
             if role is not None and role is not Role.admin:
                 self._keep_an_admin(s, row, role_after=role)
+            elif isinstance(expires_at, datetime):  # an expiring last admin key is a lockout in waiting
+                self._keep_an_admin(s, row, role_after=Role(row.role), what="set an expiry on")
             if groups is not None:
                 row.groups = sorted(set(groups))
             if role is not None:
@@ -239,7 +249,7 @@ class KeyStore:
             raise NotFound(f"no key {key_id!r} in this tenant")
         return row
 
-    def _keep_an_admin(self, s: Session, row: ApiKey, role_after: Role | None) -> None:
+    def _keep_an_admin(self, s: Session, row: ApiKey, role_after: Role | None, what: str | None = None) -> None:
         """Refuses a change that would leave the tenant without a usable admin key."""
         if row.role != Role.admin.value:
             return
@@ -251,7 +261,7 @@ class KeyStore:
         ).all()
         others = [a for a in admins if a.id != row.id and (a.expires_at is None or _aware(a.expires_at) > now)]
         if not others:
-            what = "revoke" if role_after is None else "demote"
+            what = what or ("revoke" if role_after is None else "demote")
             raise LastAdminKey(
                 f"cannot {what} the tenant's last admin key; create another admin key first", key_id=row.id
             )

@@ -9,7 +9,7 @@ only point at chunks that call returned, so an answer never reveals more than a 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from core.errors import CairnError, InvalidInput, Unavailable
@@ -33,6 +33,9 @@ from orchestration.workflows.steps import (
 from orchestration.workflows.store import InMemoryRunStore, RunRecord, RunStoreProtocol
 
 MAX_QUESTION_CHARS = 4000
+# (principal, cited (doc_id, version, verbatim quote) spans) -> text with the PII tokens of those
+# spans revealed (app.services.pii_vault.PiiVault.revealer)
+Revealer = Callable[[Principal, Sequence[tuple[str, int, str]]], Callable[[str], str]]
 
 
 class AnswerService:
@@ -48,7 +51,7 @@ class AnswerService:
         actions: Mapping[str, Action] | None = None,
         default_top_k: int = 5,
         max_top_k: int = 50,
-        reveal: Callable[[Principal, str], str] | None = None,
+        reveal: Revealer | None = None,
     ) -> None:
         if not 1 <= default_top_k <= max_top_k:
             raise ValueError(f"default_top_k must be in [1, max_top_k={max_top_k}], got {default_top_k}")
@@ -129,19 +132,24 @@ class AnswerService:
 
     def revealed(self, principal: Principal, result: AnswerResult) -> AnswerResult:
         """The answer as this caller may read it: `reveal` swaps PII tokens for their values
-        when the caller holds `pii:read`. Citations were verified against the stored (tokenized)
-        chunk text before this, and their offsets still index that text."""
-        reveal = self._reveal
-        if reveal is None or not principal.can_read_pii():
+        when the caller holds `pii:read`, and only tokens that occur in the run's cited quotes
+        (verbatim spans of chunks this caller could read): a token the model merely wrote, or
+        was asked to repeat, stays a token. Citations were verified against the stored
+        (tokenized) chunk text before this, and their offsets still index that text."""
+        if self._reveal is None or not principal.can_read_pii():
             return result
+        cited = [
+            (c.doc_id, c.version, span) for c in result.citations for span in (c.quote, *(q.text for q in c.quotes))
+        ]
+        reveal = self._reveal(principal, cited)
         citations = [
             c.model_copy(update={
-                "quote": reveal(principal, c.quote),
-                "quotes": [q.model_copy(update={"text": reveal(principal, q.text)}) for q in c.quotes],
+                "quote": reveal(c.quote),
+                "quotes": [q.model_copy(update={"text": reveal(q.text)}) for q in c.quotes],
             })
             for c in result.citations
         ]
-        return result.model_copy(update={"answer": reveal(principal, result.answer), "citations": citations})
+        return result.model_copy(update={"answer": reveal(result.answer), "citations": citations})
 
     def _paused_output(self, run: RunRecord) -> dict[str, Any]:
         """The draft waiting for review, so the agent sees what a reviewer will decide on."""

@@ -100,8 +100,8 @@ class TenantsPublic(BaseModel):
 
 @router.post("/tenants", status_code=201, response_model=TenantCreated)
 def create_tenant(
-    body: TenantCreate, _op: OperatorDep, container: ContainerDep,
-    audit: Annotated[AuditNote, audited("tenant.create")],
+    body: TenantCreate, audit: Annotated[AuditNote, audited("tenant.create")], _op: OperatorDep,
+    container: ContainerDep,
 ) -> TenantCreated:
     """Create a tenant with its first admin key; that admin then manages the tenant's own keys
     (`POST /v1/keys`). 409 `conflict` when the tenant already exists."""

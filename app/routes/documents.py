@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import ContainerDep, PrincipalDep, audited
 from app.services.audit import AuditNote
 from app.services.documents import DocumentPublic, DocumentsPublic, SubmitResult, Upload
+from app.services.governance import note_erasure
 from core.errors import InvalidInput, MissingMetadata, PayloadTooLarge
 from core.models import DocumentMetadata
 
@@ -135,8 +136,9 @@ def delete_document(
     container: ContainerDep,
     erase: Annotated[bool, Query(description="also erase its PII vault entries and redact runs citing it")] = False,
 ) -> Response:
-    if erase:
-        container.governance.erase_document(principal, document_id)
+    if erase:  # audited as an erasure (what it removed), not as a plain delete
+        audit.action = "erasure"
+        note_erasure(audit, container.governance.erase_document(principal, document_id))
     else:
         container.documents.delete(principal, document_id)
     return Response(status_code=204)

@@ -75,7 +75,8 @@ def create_key(
     )
     groups = sorted(set(body.groups))
     audit.target(key_id=key_id)
-    audit.details.update(user=body.user, groups=groups, role=body.role.value)
+    audit.details.update(user=body.user, groups=groups, role=body.role.value,
+                         permissions=sorted(set(body.permissions)))
     return KeyCreated(
         key=key, key_id=key_id, user=body.user, groups=groups, role=body.role,
         principals=[f"user:{body.user}", *(f"group:{g}" for g in groups)],

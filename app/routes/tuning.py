@@ -29,8 +29,8 @@ def get_proposal(proposal_id: str, principal: PrincipalDep, container: Container
 
 @router.post("/proposals/{proposal_id}/activate", response_model=ActiveTuningPublic)
 def activate_proposal(
-    proposal_id: str, principal: AdminDep, container: ContainerDep,
-    audit: Annotated[AuditNote, audited("tuning.activate")],
+    proposal_id: str, audit: Annotated[AuditNote, audited("tuning.activate")], principal: AdminDep,
+    container: ContainerDep,
 ) -> ActiveTuningPublic:
     """Apply the proposal to this tenant's searches, only if it scores better than the current
     settings on the held-back queries; else 409 `proposal_not_better` with both numbers."""
@@ -46,7 +46,7 @@ def active_tuning(principal: PrincipalDep, container: ContainerDep) -> ActiveTun
 
 @router.post("/active/reset", response_model=ActiveTuningPublic)
 def reset_tuning(
-    principal: AdminDep, container: ContainerDep, audit: Annotated[AuditNote, audited("tuning.reset")]
+    audit: Annotated[AuditNote, audited("tuning.reset")], principal: AdminDep, container: ContainerDep
 ) -> ActiveTuningPublic:
     """Back to the server's configured defaults."""
     return container.tuning.reset(principal)

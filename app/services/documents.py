@@ -128,8 +128,11 @@ class DocumentService:
         enqueue: Callable[[str], None],
         admit: Callable[[], None] = lambda: None,
         unindex: Callable[[str], None] | None = None,
+        pii_redacts: Callable[[str], bool] | None = None,
     ) -> None:
         self._sessions = sessions
+        # tenant -> whether its PII policy now masks or tokenizes anything (PiiVault.redacts)
+        self._pii_redacts = pii_redacts
         self._blobs = blobs
         self._pipeline = pipeline
         self._index = index
@@ -410,7 +413,9 @@ class DocumentService:
     def original(self, principal: Principal, doc_id: str, version: int | None = None) -> tuple[bytes, str, str]:
         """(bytes, filename, content type) of a stored original, for a caller who may see the
         document. The original holds PII exactly as uploaded, so a version whose values the
-        tenant's policy masked or tokenized in the index is only handed to `pii:read` holders."""
+        tenant's policy masked or tokenized in the index is only handed to `pii:read` holders,
+        and so is a version not scanned yet (queued, processing, failed) while the tenant's
+        policy masks or tokenizes any type: nobody knows yet what it holds."""
         with self._sessions() as s:
             doc = self._visible_doc(s, principal, doc_id)
             wanted = version if version is not None else (doc.current_version or doc.latest_version)
@@ -424,10 +429,18 @@ class DocumentService:
                 ).limit(1)
             )
             filename, content_type, digest = ver.filename, ver.content_type, ver.content_hash
+            scanned = ver.status in ("indexed", "superseded")
         if redacted is not None and not principal.can_read_pii():
             raise PermissionDenied(
                 "this original contains personal data that the index holds masked or tokenized; "
                 "downloading it needs the pii:read permission"
+            )
+        if not scanned and not principal.can_read_pii() and (
+            self._pii_redacts is None or self._pii_redacts(principal.tenant_id)
+        ):
+            raise PermissionDenied(
+                "this version has not been scanned for personal data yet and the tenant's policy "
+                "masks or tokenizes some; downloading it needs the pii:read permission"
             )
         try:
             data = self._blobs.get(principal.tenant_id, digest)

@@ -2,14 +2,16 @@
 
 Erasing a document removes every version, its chunks from the index, stored originals no other
 document shares, its PII occurrence records and the vault entries no remaining document needs;
-workflow runs that cited or retrieved it keep their chunk ids, but their quotes and chunk texts
-are replaced by `[erased]`. Cairn keeps no answer cache, so there is none to clear.
+workflow runs that cited or retrieved it keep their chunk ids, but their quotes and chunk texts,
+and the answer text of any output citing it, are replaced by `[erased]`. Cairn keeps no answer
+cache, so there is none to clear.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from sqlalchemy import Text, and_, cast, delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.services.audit import AuditNote
 from app.services.documents import DocumentService
 from app.services.pii_vault import PiiVault
 from core.errors import PermissionDenied
@@ -114,6 +117,12 @@ class GovernanceService:
             return ErasureResult(erased=described, not_found=[d for d in ids if d not in found], dry_run=True)
         return self.erase(tenant, ids)
 
+    def subject_hmac(self, tenant_id: str, subject: str) -> str:
+        """How the audit trail names a data subject: the keyed hash of the trimmed, lower-cased
+        subject (the text form `find_subject` also searches under; e-mail addresses hash exactly
+        as their recorded occurrences do), never the value."""
+        return self._vault.keys.mac(tenant_id, subject.strip().lower())
+
     def erase(self, tenant_id: str, doc_ids: Iterable[str]) -> ErasureResult:
         result = ErasureResult()
         gone: list[str] = []
@@ -136,8 +145,9 @@ class GovernanceService:
 
     def find_subject(self, tenant_id: str, subject: str) -> dict[str, set[str]]:
         """doc_id -> how it matched: `pii_hash` (a detected value with this keyed hash, whatever
-        the policy did with it) and/or `text` (the subject string in a live chunk or the title,
-        case-insensitive: finds values the detectors do not know, such as names)."""
+        the policy did with it) and/or `text` (the subject string as a whole word or phrase in a
+        live chunk or the title, case-insensitive: finds values the detectors do not know, such
+        as names; "Tom" matches "tom" and "Tom's", never "custom" or "bottom")."""
         matches: dict[str, set[str]] = defaultdict(set)
         macs = [self._vault.keys.mac(tenant_id, form) for form in subject_forms(subject)]
         with self._sessions() as s:
@@ -152,19 +162,19 @@ class GovernanceService:
             ).tuples().all()
         for doc_id in hashed:
             matches[doc_id].add("pii_hash")
-        needle = subject.strip().lower()
+        needle = _whole_word(subject)
         for doc_id, title, acl, current in docs:
-            if needle in (title or "").lower():
+            if needle.search((title or "").lower()):
                 matches[doc_id].add("text")
             elif current and acl and self._chunks_contain(tenant_id, doc_id, acl, needle):
                 matches[doc_id].add("text")
         return dict(matches)
 
-    def _chunks_contain(self, tenant_id: str, doc_id: str, acl: list[str], needle: str) -> bool:
+    def _chunks_contain(self, tenant_id: str, doc_id: str, acl: list[str], needle: re.Pattern[str]) -> bool:
         """An exact scan of one document's live chunks (the engine has no substring match; a
         BM25 query could only rank candidates and might miss one)."""
         hits = self._index.chunks_of(AccessScope(tenant_id, tuple(acl)), doc_id)
-        return any(needle in str(h.payload.get("text", "")).lower() for h in hits)
+        return any(needle.search(str(h.payload.get("text", "")).lower()) for h in hits)
 
     def _describe(self, tenant_id: str, matches: dict[str, set[str]]) -> list[ErasedDocument]:
         out: list[ErasedDocument] = []
@@ -255,6 +265,19 @@ class GovernanceService:
         return [d.doc_id for d in self.purge().erased]
 
 
+def note_erasure(audit: AuditNote, result: ErasureResult) -> None:
+    """An erasure's audit event: what was erased, by id and count only (titles and matched text
+    can hold the subject)."""
+    audit.target(doc_ids=[d.doc_id for d in result.erased])
+    audit.details.update(not_found=len(result.not_found), vault_entries=result.vault_entries,
+                         runs_redacted=result.runs_redacted)
+
+
+def _whole_word(subject: str) -> re.Pattern[str]:
+    """The lower-cased subject not directly preceded or followed by a word character."""
+    return re.compile(rf"(?<!\w){re.escape(subject.strip().lower())}(?!\w)")
+
+
 def _effective_to(meta: dict[str, Any] | None) -> datetime | None:
     raw = (meta or {}).get("effective_to")
     if not raw:
@@ -272,7 +295,9 @@ def _mentions(column: Any, doc_id: str) -> Any:
 
 def _redact(value: Any, doc_ids: set[str]) -> tuple[Any, bool]:
     """A copy of `value` where every object carrying an erased `doc_id` has its `text`,
-    `quote` and `quotes[].text` replaced by [erased]; ids and offsets stay."""
+    `quote` and `quotes[].text` replaced by [erased], and so has the `answer` and `text` of
+    every output with a citation of an erased document (the answer restates what it cited);
+    ids and offsets stay."""
     out = copy.deepcopy(value)
     changed = False
 
@@ -286,6 +311,13 @@ def _redact(value: Any, doc_ids: set[str]) -> tuple[Any, bool]:
                 for q in node.get("quotes") or []:
                     if isinstance(q, dict) and q.get("text") != ERASED:
                         q["text"], changed = ERASED, True
+            citations = node.get("citations")
+            if isinstance(citations, list) and any(
+                isinstance(c, dict) and c.get("doc_id") in doc_ids for c in citations
+            ):
+                for key in ("answer", "text"):
+                    if isinstance(node.get(key), str) and node[key] != ERASED:
+                        node[key], changed = ERASED, True
             for child in node.values():
                 walk(child)
         elif isinstance(node, list):

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -42,6 +42,7 @@ from ingestion.pii import (
 )
 
 KEY_FILE = "pii.key"
+KEY_BYTES = 32
 _TOKEN_LENGTHS = (8, 12, 16, 64)  # hex digits; longer only when a shorter token is taken
 
 
@@ -72,16 +73,39 @@ def _derive(secret: bytes, info: bytes) -> bytes:
 
 
 def _key_file(path: Path) -> bytes:
-    """Read the key file, or create it (0600) if no process has yet; two processes starting at
-    once agree on the first one written."""
+    """Read the key file, or create it (0600) if no process has yet. A new key is written in
+    full to a private temporary file, then hard-linked into place: the link fails if another
+    process got there first, so every process uses the first key written and none ever reads a
+    half-written file. A file that does not hold a 32-byte key is a start-up error."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won: use its key
+        finally:
+            tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    raw = path.read_text().strip()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return base64.urlsafe_b64decode(path.read_text().strip())
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
-    return base64.urlsafe_b64decode(path.read_text().strip())
+        key = base64.urlsafe_b64decode(raw)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ValueError(
+            f"{path} does not hold a {KEY_BYTES}-byte key (urlsafe base64); restore the key file the "
+            "data was written with, or set CAIRN_GOVERNANCE__PII_KEY"
+        )
+    return key
 
 
 class PiiPolicyPublic(BaseModel):
@@ -107,7 +131,7 @@ def parse_policy(raw: Mapping[str, str]) -> dict[PiiType, PiiAction]:
 
 
 class PiiVault:
-    """Implements `ingestion.pii.PiiRedactor` for the pipeline and `reveal` for answers."""
+    """Implements `ingestion.pii.PiiRedactor` for the pipeline and `revealer` for answers."""
 
     def __init__(self, sessions: sessionmaker[Session], keys: PiiKeys, default_policy: PiiPolicy) -> None:
         self._sessions = sessions
@@ -125,6 +149,10 @@ class PiiVault:
         return PiiPolicyPublic(
             policy=_complete(stored), source="tenant", updated_at=row.updated_at, updated_by=row.updated_by
         )
+
+    def redacts(self, tenant_id: str) -> bool:
+        """Whether the tenant's policy now masks or tokenizes any type."""
+        return any(action != "keep" for action in self.policy(tenant_id).policy.values())
 
     def set_policy(self, principal: Principal, update: PiiPolicyUpdate) -> PiiPolicyPublic:
         stored = {k.value: v for k, v in update.policy.items()}
@@ -198,21 +226,42 @@ class PiiVault:
 
     # ---- read --------------------------------------------------------------------------------
 
-    def reveal(self, principal: Principal, text: str) -> str:
-        """Tokens -> original values, for callers holding `pii:read` (others get `text` back)."""
+    def revealer(self, principal: Principal, cited: Iterable[tuple[str, int, str]]) -> Callable[[str], str]:
+        """Tokens -> original values in an answer, for callers holding `pii:read` (others see
+        tokens). Only tokens that occur in `cited`, the (doc_id, version, verbatim span) quotes
+        of chunks the caller could read, and that ingestion itself wrote into that document
+        version are revealed: a token the model was asked to repeat, or a token string planted
+        in a document's text, stays a token."""
         if not principal.can_read_pii():
-            return text
-        found = {m.group(0) for m in TOKEN.finditer(text)}
-        if not found:
-            return text
+            return _same
+        spans: dict[tuple[str, int], set[str]] = {}
+        for doc_id, version, text in cited:
+            spans.setdefault((doc_id, version), set()).update(m.group(0) for m in TOKEN.finditer(text))
+        wanted = {t for tokens in spans.values() for t in tokens}
+        if not wanted:
+            return _same
+        tenant = principal.tenant_id
         with self._sessions() as s:
-            rows = s.execute(
-                select(PiiVaultEntry.token, PiiVaultEntry.ciphertext).where(
-                    PiiVaultEntry.tenant_id == principal.tenant_id, PiiVaultEntry.token.in_(found)
+            recorded = s.execute(
+                select(PiiOccurrence.doc_id, PiiOccurrence.version, PiiOccurrence.token).where(
+                    PiiOccurrence.tenant_id == tenant, PiiOccurrence.token.in_(wanted),
+                    PiiOccurrence.doc_id.in_({d for d, _ in spans}),
                 )
             ).tuples().all()
-        values = {token: self.keys.decrypt(principal.tenant_id, token, blob) for token, blob in rows}
-        return TOKEN.sub(lambda m: values.get(m.group(0), m.group(0)), text)
+            allowed = {t for d, v, t in recorded if t is not None and t in spans.get((d, v), set())}
+            rows = s.execute(
+                select(PiiVaultEntry.token, PiiVaultEntry.ciphertext).where(
+                    PiiVaultEntry.tenant_id == tenant, PiiVaultEntry.token.in_(allowed)
+                )
+            ).tuples().all() if allowed else []
+        values = {token: self.keys.decrypt(tenant, token, blob) for token, blob in rows}
+        if not values:
+            return _same
+        return lambda text: TOKEN.sub(lambda m: values.get(m.group(0), m.group(0)), text)
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def _complete(policy: Mapping[PiiType, PiiAction]) -> dict[PiiType, PiiAction]:

@@ -252,3 +252,54 @@ def test_chat_completions_and_downloads_are_recorded(setup) -> None:  # type: ig
     assert chat["cited"] == [{"doc_id": c["doc_id"], "chunk_id": c["chunk_id"]} for c in message["citations"]]
     assert chat["cited"] and chat["retrieved"]
     assert download["action"] == "document.download" and download["targets"]["document_id"] == doc["document_id"]
+
+
+def test_governance_actions_are_recorded_and_a_subject_only_as_its_keyed_hash(setup) -> None:  # type: ignore[no-untyped-def]
+    api, container = setup
+    subject = "alice@example.com"
+    api.ingest("a.txt", f"Complaint. {subject} asked for a refund.", acl=["tenant:*"])
+    second = api.ingest("b.txt", "Escalations go to the duty manager.", acl=["tenant:*"])
+    r = api.client.put("/v1/admin/pii-policy", headers=api.headers, json={"policy": {"email": "tokenize"}})
+    assert r.status_code == 200, r.text
+    assert api.client.post("/v1/admin/purge", headers=api.headers).status_code == 200
+    r = api.client.post("/v1/admin/erasure", headers=api.headers, json={"subject": subject.upper()})
+    assert r.status_code == 200 and len(r.json()["erased"]) == 1
+    erased = r.json()["erased"][0]["doc_id"]
+    r = api.client.delete(f"/v1/documents/{second['document_id']}?erase=true", headers=api.headers)
+    assert r.status_code == 204
+    r = api.client.post("/v1/keys", headers=api.headers, json={"user": "priya", "permissions": ["pii:read"]})
+    assert r.status_code == 201
+
+    logged = export(api, action=["pii_policy.update", "retention.purge", "erasure", "key.create"])
+    assert [(e["action"], e["outcome"]) for e in logged] == [
+        ("pii_policy.update", "ok"), ("retention.purge", "ok"), ("erasure", "ok"), ("erasure", "ok"),
+        ("key.create", "ok"),
+    ]
+    policy, purge, by_subject, by_delete, key = logged
+    assert policy["details"] == {"policy": ["email:tokenize"]}
+    assert purge["targets"] == {"doc_ids": []} and purge["details"]["cutoff"]
+    assert subject not in json.dumps(logged).lower()  # the value itself is never recorded
+    assert by_subject["details"]["subject_hmac"] == container.pii_vault.keys.mac("default", subject)
+    assert by_subject["targets"] == {"doc_ids": [erased]} and by_subject["details"]["dry_run"] is False
+    assert by_delete["targets"] == {"document_id": second["document_id"], "doc_ids": [second["document_id"]]}
+    assert key["details"]["permissions"] == ["pii:read"]
+
+
+def test_operator_and_tuning_routes_record_denied_requests(setup) -> None:  # type: ignore[no-untyped-def]
+    api, _ = setup
+    r = api.client.post("/v1/admin/tenants", headers=api.headers, json={"tenant_id": "acme"})
+    assert r.status_code == 201, r.text
+    acme = api.as_key(r.json()["key"])  # an admin, but not of the operator's tenant
+    assert acme.client.post("/v1/admin/tenants", headers=acme.headers, json={"tenant_id": "evil"}).status_code == 403
+    reader = api.new_key("rex")
+    assert reader.client.post("/v1/tuning/active/reset", headers=reader.headers).status_code == 403
+    r = reader.client.post("/v1/tuning/proposals/p1/activate", headers=reader.headers)
+    assert r.status_code == 403
+
+    [denied] = export(acme, action=["tenant.create"])
+    assert (denied["outcome"], denied["tenant_id"], denied["targets"]) == ("denied", "acme", {})
+    logged = export(api, action=["tenant.create", "tuning.reset", "tuning.activate"])
+    assert [(e["action"], e["outcome"], e["principal"]) for e in logged] == [
+        ("tenant.create", "ok", "admin"), ("tuning.reset", "denied", "rex"), ("tuning.activate", "denied", "rex"),
+    ]
+    assert logged[2]["targets"] == {"proposal_id": "p1"}

@@ -3,7 +3,12 @@ retention purge and erasure (by document and by data subject). Real engine, real
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import secrets
+import stat
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.services import pii_vault
 from core.models import AccessScope
+from ingestion.pii import PiiType, token_text
+from orchestration.types import AnswerResult
 from tests.app.api import Api
 from tests.app.test_celery_jobs import redis_server, start_worker  # noqa: F401  (fixtures)
 from tests.app.test_postgres import pg_url  # noqa: F401  (fixture)
@@ -120,6 +128,45 @@ def test_tokenize_keeps_raw_values_out_of_the_index_and_reveals_them_only_to_pii
     assert r.status_code == 200 and r.content == REFUND.encode()
 
 
+def test_reveal_is_limited_to_tokens_ingestion_wrote_into_the_cited_quotes(setup) -> None:  # type: ignore[no-untyped-def]
+    """A pii:read key sees values only for tokens in what it was shown: not a token the model
+    wrote on its own (asked to "repeat" one), nor a token string planted in a readable document."""
+    api, container = setup
+    set_policy(api, email="tokenize")
+    api.ingest("hr.txt", f"Payroll questions go to {EMAIL} in HR.", acl=["group:hr"])
+    token = token_text(PiiType.email, container.pii_vault.keys.mac("default", EMAIL)[:8])
+    planted = api.ingest("notes.txt", f"Shipping questions go to {token} in the warehouse.", acl=["tenant:*"])
+    privileged = new_key(api, "priya", ["pii:read"])  # not in group hr
+
+    shown = privileged.answer("Where do shipping questions go?")
+    assert shown["citations"] and shown["citations"][0]["doc_id"] == planted["document_id"]
+    assert token in shown["citations"][0]["quote"] and token in shown["answer"]
+    assert EMAIL not in str(shown)
+
+    principal = container.keys.authenticate(privileged.key)
+    parroted = AnswerResult(answer=f"As asked: {token}", run_id="r1")
+    assert container.answers.revealed(principal, parroted).answer == f"As asked: {token}"
+
+
+def test_an_unscanned_original_needs_pii_read_while_the_policy_redacts_anything(setup) -> None:  # type: ignore[no-untyped-def]
+    """A version that never reached the scan (queued, processing, failed) has no PII records,
+    so nobody knows what its original holds."""
+    api, _ = setup
+    broken = b"%PDF-1.7\n" + f"Contact {EMAIL}".encode() + b"\x00garbage" * 100
+    r = api.upload("report.pdf", broken, {"title": "broken", "acl": ["tenant:*"]}, "application/pdf")
+    assert r.status_code == 202, r.text
+    assert api.wait(r.json()["job_id"])["state"] == "failed"
+    url = f"/v1/documents/{r.json()['document_id']}/download"
+    reader, privileged = new_key(api, "rita", []), new_key(api, "priya", ["pii:read"])
+    assert reader.client.get(url, headers=reader.headers).status_code == 200  # the policy keeps everything
+
+    set_policy(api, email="keep", phone="mask")
+    r = reader.client.get(url, headers=reader.headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "permission_denied")
+    r = privileged.client.get(url, headers=privileged.headers)
+    assert r.status_code == 200 and r.content == broken
+
+
 def test_celery_workers_apply_the_tenant_policy_with_the_shared_key(  # type: ignore[no-untyped-def]
     make_container, redis_server, start_worker, tmp_path  # noqa: F811
 ) -> None:
@@ -136,6 +183,32 @@ def test_celery_workers_apply_the_tenant_policy_with_the_shared_key(  # type: ig
         assert points and all(EMAIL not in repr(p) for p in points) and TOKEN.search(points[0]["text"])
         shown = new_key(api, "priya", ["pii:read"]).answer("Where do refund requests go?")
         assert EMAIL in shown["answer"]
+
+
+def test_key_file_first_writer_wins_and_a_bad_key_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "pii.key"
+    theirs = secrets.token_bytes(32)
+    real_link = os.link
+
+    def racing_link(src: Any, dst: Any) -> None:  # another process finishes its key file first
+        Path(dst).write_text(base64.urlsafe_b64encode(theirs).decode() + "\n")
+        real_link(src, dst)
+
+    monkeypatch.setattr(pii_vault.os, "link", racing_link)
+    assert pii_vault._key_file(path) == theirs
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["pii.key"]  # no temporary file left behind
+
+    with ThreadPoolExecutor(8) as pool:  # many processes starting at once agree on one key
+        fresh = tmp_path / "fresh" / "pii.key"
+        keys = set(pool.map(lambda _: pii_vault._key_file(fresh), range(32)))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+    for bad in ("", "\n", base64.urlsafe_b64encode(b"short").decode(), "not base64 at all!"):
+        path.write_text(bad)
+        with pytest.raises(ValueError, match="32-byte key"):
+            pii_vault._key_file(path)
 
 
 def test_mask_replaces_values_with_placeholders_and_keeps_nothing(setup) -> None:  # type: ignore[no-untyped-def]
@@ -226,12 +299,34 @@ def test_erasure_by_subject_removes_exactly_the_matching_documents(setup) -> Non
     stored = [e.output for e in container.runs.events(cited["run_id"]) if e.output]
     chunks = [c for out in stored for c in out.get("chunks", []) if c["doc_id"] == tokenized["document_id"]]
     assert chunks and all(c["text"] == "[erased]" and c["chunk_id"] for c in chunks)
+    # the answer restated what it cited: it goes too, in the run's result and in the step event
+    assert run["result"]["answer"] == "[erased]" and cited["answer"] not in str(run)
+    generated = [out for out in stored if out.get("citations")]
+    assert generated and all(out["answer"] == out.get("text", "[erased]") == "[erased]" for out in generated)
 
     # a value no detector knows is found in the text; dry_run only reports
     body = {"subject": "alice liddell", "dry_run": True}
     preview = api.client.post("/v1/admin/erasure", headers=api.headers, json=body).json()
     assert preview["dry_run"] and [d["doc_id"] for d in preview["erased"]] == [named["document_id"]]
     assert api.client.get(f"/v1/documents/{named['document_id']}", headers=api.headers).status_code == 200
+
+
+def test_erasure_by_subject_text_matches_whole_words_only(setup) -> None:  # type: ignore[no-untyped-def]
+    api, _ = setup
+    tom = api.ingest("tom.txt", "Tom's ticket: the printer jams.", acl=["tenant:*"])
+    ann = api.ingest("Minutes with Ann", "Budget review notes.", acl=["tenant:*"])
+    api.ingest("customs.txt", "Customs forms are at the bottom; automatic renewal applies.", acl=["tenant:*"])
+    api.ingest("Annual report", "Revenue grew. The annual audit found nothing; planning continues.",
+               acl=["tenant:*"])
+
+    def preview(subject: str) -> list[str]:
+        r = api.client.post("/v1/admin/erasure", headers=api.headers, json={"subject": subject, "dry_run": True})
+        assert r.status_code == 200, r.text
+        return [d["doc_id"] for d in r.json()["erased"]]
+
+    assert preview("Tom") == [tom["document_id"]]  # not "custom", "bottom" or "automatic"
+    assert preview("ann") == [ann["document_id"]]  # the title; not "annual" or "planning"
+    assert preview("printer jam") == []  # a phrase must end where a word ends
 
 
 def test_erasure_by_id_and_delete_with_erase(setup) -> None:  # type: ignore[no-untyped-def]

@@ -98,6 +98,26 @@ def test_rotation_grace_period_lets_both_secrets_work_until_it_ends(setup) -> No
     assert bad.status_code == 422
 
 
+def test_rotating_now_also_ends_earlier_rotated_out_secrets(setup) -> None:  # type: ignore[no-untyped-def]
+    api, _ = setup
+    gus = _create(api, "gus")
+    url = f"/v1/keys/{gus['key_id']}/rotate"
+    s2 = api.client.post(url, headers=api.headers, json={"grace_s": 3600}).json()["key"]
+    s3 = api.client.post(url, headers=api.headers, json={"grace_s": 3600}).json()["key"]
+    assert _status(api, gus["key"]) == _status(api, s2) == _status(api, s3) == 200
+    # a short grace caps the older secrets' grace at its own end
+    r = api.client.post(url, headers=api.headers, json={"grace_s": 60})
+    s4, until = r.json()["key"], datetime.fromisoformat(r.json()["grace_until"])
+    assert until - datetime.now(UTC) <= timedelta(seconds=60)
+    assert _keys(api)[gus["key_id"]]["grace_until"] == r.json()["grace_until"]
+    assert _status(api, gus["key"]) == _status(api, s3) == 200
+    # "rotate now" (after a leak): every earlier secret is refused at once, not only the last one
+    s5 = api.client.post(url, headers=api.headers, json={"grace_s": 0}).json()["key"]
+    for old in (gus["key"], s2, s3, s4):
+        assert _status(api, old) == 401
+    assert _status(api, s5) == 200 and _keys(api)[gus["key_id"]]["grace_until"] is None
+
+
 def test_revoking_during_a_grace_period_stops_both_secrets(setup) -> None:  # type: ignore[no-untyped-def]
     api, _ = setup
     erin = _create(api, "erin")
@@ -141,7 +161,17 @@ def test_the_last_admin_key_cannot_be_revoked_or_demoted(setup) -> None:  # type
     r = api.client.patch(f"/v1/keys/{boot}", headers=api.headers, json={"role": "reader"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "last_admin_key"
 
+    # an expiry would lock the tenant out as surely, only later
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    r = api.client.patch(f"/v1/keys/{boot}", headers=api.headers, json={"expires_at": soon})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "last_admin_key"
+    assert _keys(api)[boot]["expires_at"] is None
+
     second = _create(api, "root2", role="admin")
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    r = api.client.patch(f"/v1/keys/{boot}", headers=api.headers, json={"expires_at": later})
+    assert r.status_code == 200 and r.json()["expires_at"] is not None  # another admin key remains
+    assert api.client.patch(f"/v1/keys/{boot}", headers=api.headers, json={"expires_at": None}).status_code == 200
     assert api.client.delete(f"/v1/keys/{boot}", headers=api.headers).status_code == 204
     assert _status(api, "test-admin-key", "/v1/keys") == 401
     root2 = api.as_key(second["key"])
