@@ -93,8 +93,8 @@ def build_generations(settings: Settings, index: VectorIndex) -> Any:
         from retrieval.index.qdrant_remote import QdrantGenerations
 
         client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=30)
-        return QdrantGenerations(
-            client, settings.qdrant_collection, 384, shard_number=settings.qdrant_shard_number,
+        return QdrantGenerations(  # closes its client in `close()` (Container.close calls it)
+            client, settings.qdrant_collection, 384, owns_client=True, shard_number=settings.qdrant_shard_number,
             replication_factor=settings.qdrant_replication_factor,
             write_consistency_factor=settings.qdrant_write_consistency_factor,
         )
@@ -201,7 +201,8 @@ class Container:
                                       on_batch=lambda n, t0, dt: self.job_eta.log.record("ingest", n, t0, dt))
         enqueue, admit = self._build_dispatch()
         self.documents = DocumentService(
-            self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, enqueue, admit
+            self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, enqueue, admit,
+            pii_redacts=self.pii_vault.redacts,
         )
         gov = settings.governance
         self.governance = GovernanceService(
@@ -287,7 +288,7 @@ class Container:
             self.gateway,
             self.runs,
             registry=WorkflowRegistry.builtin(models.workflows_dir),
-            reveal=self.pii_vault.reveal,
+            reveal=self.pii_vault.revealer,
             default_top_k=self.settings.search.default_top_k,
         )
 
@@ -299,7 +300,8 @@ class Container:
         self.eval_datasets = EvalDatasetService(self.sessions, self.documents)
         search = ConfigSearch(self.searcher, lambda: getattr(self, "retrieval", None))
         enqueue = self.job_routes.get("eval", self.eval_runner.enqueue)
-        self.eval_jobs = EvalJobs(self.sessions, self.eval_datasets, search, enqueue)
+        self.eval_jobs = EvalJobs(self.sessions, self.eval_datasets, search, enqueue,
+                                  stale_after_s=self.settings.jobs.stale_after_s)
         self.evals = EvalService(self.sessions, self.eval_datasets, enqueue, lambda: search.rerank_available)
 
     def _build_connectors(self) -> None:
@@ -309,7 +311,8 @@ class Container:
         policy = AccessPolicy(tuple(cfg.filesystem_roots), tuple(cfg.allowed_hosts),
                               self.settings.ingestion.max_upload_bytes)
         self.sync_runner = ThreadJobRunner(self._run_syncs, threads=1, max_batch=1)
-        self.connector_sync = ConnectorSyncRunner(self.sessions, self.documents, policy, cfg.sync_timeout_s)
+        self.connector_sync = ConnectorSyncRunner(self.sessions, self.documents, policy, cfg.sync_timeout_s,
+                                                  stale_after_s=self.settings.jobs.stale_after_s)
         self.connectors = ConnectorService(
             self.sessions, self.documents, policy, self.job_routes.get("sync", self.sync_runner.enqueue),
             cfg.min_interval_s,

@@ -150,11 +150,14 @@ class JobRetry:
             self._retry_reindex(job_id)
             return
         with self._sessions.begin() as s:
-            row: Any = s.get(_kind_table(kind), job_id)
-            if row is not None:
-                row.status, row.error, row.finished_at = "queued", None, None
-            s.execute(update(Job).where(Job.id == job_id).values(
+            row: Any = s.get(_kind_table(kind), job_id, with_for_update=True)
+            if row is None:  # its connector, dataset or proposal was deleted: nothing left to run
+                raise Conflict(f"this {kind} job can no longer be retried: what it ran for no longer exists")
+            reset: Any = s.execute(update(Job).where(Job.id == job_id, Job.state == JobState.failed.value).values(
                 state="queued", error=None, progress=0.0, finished_at=None, updated_at=utcnow()))
+            if reset.rowcount != 1:  # a concurrent retry got there first
+                raise Conflict(f"only failed jobs can be retried; this {kind} job is no longer failed")
+            row.status, row.error, row.finished_at = "queued", None, None
         self._enqueue[kind](job_id)
 
 

@@ -53,6 +53,13 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app of its own per container: an app's broker connections are fixed once used,
     so a shared module-level app would keep talking to the first broker it saw."""
     app = Celery("cairn", set_as_current=False)
+    sync_limit = int(settings.connectors.sync_timeout_s) + 300
+    limits = {
+        TASK: settings.jobs.task_time_limit_s,
+        SYNC_TASK: sync_limit,
+        EVAL_TASK: settings.jobs.task_time_limit_s,
+        REINDEX_TASK: REINDEX_TIME_LIMIT_S,
+    }
     app.conf.update(
         broker_url=settings.redis_url,
         task_default_queue=QUEUE,
@@ -61,7 +68,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.jobs.task_time_limit_s,
         task_soft_time_limit=max(5, settings.jobs.task_time_limit_s - 30),
-        broker_transport_options={"visibility_timeout": settings.jobs.visibility_timeout_s},
+        broker_transport_options={"visibility_timeout": visibility_timeout_s(settings, limits)},
         broker_connection_retry_on_startup=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         worker_hijack_root_logger=False,
@@ -69,16 +76,20 @@ def make_celery(settings: Settings) -> Celery:
     )
     app.conf.cairn_settings = settings
     common: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True}
-    sync_limit = int(settings.connectors.sync_timeout_s) + 300
-    limits = {
-        TASK: settings.jobs.task_time_limit_s,
-        SYNC_TASK: sync_limit,
-        EVAL_TASK: settings.jobs.task_time_limit_s,
-        REINDEX_TASK: REINDEX_TIME_LIMIT_S,
-    }
     for name, fn in ((TASK, ingest), (SYNC_TASK, sync), (EVAL_TASK, evaluate), (REINDEX_TASK, reindex)):
         app.task(name=name, time_limit=limits[name], soft_time_limit=max(5, limits[name] - 30), **common)(fn)
     return app
+
+
+def visibility_timeout_s(settings: Settings, limits: dict[str, int]) -> int:
+    """Redis redelivers a task not acknowledged within the visibility timeout to another worker,
+    even while the first one is still running it (acks are late). So it outlasts the longest task
+    time limit (plus 5 min), whatever `CAIRN_JOBS__VISIBILITY_TIMEOUT_S` says; a task lost with its
+    worker is re-sent sooner by the API's recovery sweep (`CAIRN_JOBS__STALE_AFTER_S`). The 24 h
+    reindex limit is left out (it would hold lost ingest tasks for a day): a redelivered reindex
+    finds its run claimed by a live worker and does nothing."""
+    longest = max(limit for task, limit in limits.items() if task != REINDEX_TASK)
+    return max(settings.jobs.visibility_timeout_s, longest + 300)
 
 
 class WorkerContext:
@@ -163,7 +174,8 @@ class WorkerContext:
             cfg = self.settings.connectors
             policy = AccessPolicy(tuple(cfg.filesystem_roots), tuple(cfg.allowed_hosts),
                                   self.settings.ingestion.max_upload_bytes)
-            return ConnectorSyncRunner(self.sessions, self.documents, policy, cfg.sync_timeout_s)
+            return ConnectorSyncRunner(self.sessions, self.documents, policy, cfg.sync_timeout_s,
+                                       stale_after_s=self.settings.jobs.stale_after_s)
 
         return self.part("syncs", build)
 
@@ -188,7 +200,7 @@ class WorkerContext:
             retrieval.warm_up()
             search = ConfigSearch(searcher, lambda: retrieval)
             return EvalJobs(self.sessions, EvalDatasetService(self.sessions, self.documents), search,
-                            lambda _id: None)
+                            lambda _id: None, stale_after_s=self.settings.jobs.stale_after_s)
 
         self.warm_model()
         return self.part("evals", build)

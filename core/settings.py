@@ -40,7 +40,8 @@ class JobsSettings(BaseModel):
 
     # new async work is refused (429 + Retry-After) while this many jobs wait
     max_queue_depth: int = Field(default=5000, ge=1)
-    # an unacknowledged task (its worker died) is redelivered after this long
+    # an unacknowledged task (its worker died) is redelivered after this long; raised to the
+    # longest ingest/sync/eval task time limit + 5 min so a running task is never sent twice
     visibility_timeout_s: int = Field(default=3600, ge=5)
     task_time_limit_s: int = Field(default=1800, ge=10)
     max_retries: int = Field(default=5, ge=0, le=50)

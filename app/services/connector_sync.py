@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 _FLUSH_EVERY = 200
 _POLL_JOBS_S = 0.2
 _DONE = (JobState.indexed.value, JobState.failed.value)
+_TOUCH_EVERY_S = 30.0  # a running sync shows it is alive (Job.updated_at) at least this often
 
 
 class _Stopped(Exception):
@@ -45,12 +47,15 @@ class ConnectorSyncRunner:
         documents: DocumentService,
         policy: AccessPolicy,
         timeout_s: float = 3600.0,
+        stale_after_s: float = 900.0,
     ) -> None:
         self._sessions = sessions
         self._documents = documents
         self._policy = policy
         self._timeout_s = timeout_s
+        self._stale = timedelta(seconds=stale_after_s)
         self._stop = threading.Event()
+        self._touched: dict[str, float] = {}  # sync id -> monotonic time of its last Job.updated_at
 
     def stop(self) -> None:
         self._stop.set()
@@ -72,9 +77,12 @@ class ConnectorSyncRunner:
 
     def run(self, sync_id: str) -> None:
         with self._sessions.begin() as s:
-            sync = s.get(ConnectorSync, sync_id)
+            sync = s.get(ConnectorSync, sync_id, with_for_update=True)
             if sync is None or sync.status not in ("queued", "running"):
                 return  # idempotent: a redelivered task for a finished sync does nothing
+            job = s.get(Job, sync_id)
+            if sync.status == "running" and job is not None and _aware(job.updated_at) > utcnow() - self._stale:
+                return  # running elsewhere (a redelivery or a re-send of a slow sync): one at a time
             row = s.get(ConnectorRow, sync.connector_id)
             if row is None:
                 return
@@ -84,6 +92,17 @@ class ConnectorSyncRunner:
             connector_id, kind, config = row.id, row.kind, dict(row.config)
             name, acl_default, owner = row.name, list(row.acl_default), owner_principal(row)
         run, started = SyncRun(sync_id), time.monotonic()
+        self._touched[sync_id] = started
+        try:
+            self._sync(run, started, connector_id, kind, config, name, acl_default, owner, checkpoint)
+        finally:
+            self._touched.pop(sync_id, None)
+
+    def _sync(
+        self, run: SyncRun, started: float, connector_id: str, kind: str, config: dict[str, Any], name: str,
+        acl_default: list[str], owner: Principal, checkpoint: SyncCheckpoint,
+    ) -> None:
+        sync_id = run.sync_id
         known = self._known(connector_id, owner.tenant_id)
         error: str | None = None
         new_checkpoint: SyncCheckpoint | None = None
@@ -93,7 +112,7 @@ class ConnectorSyncRunner:
             self._finish(sync_id, "failed", exc.message)
             return
         try:
-            for item in self._stoppable(connector.poll(checkpoint)):
+            for item in self._stoppable(connector.poll(checkpoint), sync_id):
                 run.counts["seen"] += 1
                 if isinstance(item, SourceFailure):
                     self._record_failure(run, connector_id, item)
@@ -120,11 +139,23 @@ class ConnectorSyncRunner:
         log.info("connector %s sync %s %s: %s; read+submit %.1f s, total %.1f s", name, sync_id, status,
                  run.counts, read_s, time.monotonic() - started)
 
-    def _stoppable(self, items: Iterator[Any]) -> Iterator[Any]:
+    def _stoppable(self, items: Iterator[Any], sync_id: str) -> Iterator[Any]:
         for item in items:
             if self._stop.is_set():
                 raise _Stopped
+            self._touch(sync_id)
             yield item
+
+    def _touch(self, sync_id: str, force: bool = False) -> None:
+        """Refresh Job.updated_at (at most every `_TOUCH_EVERY_S` unless forced), so that the
+        recovery sweep never re-sends a sync that is alive and the claim in `run` refuses a
+        second copy of it."""
+        now = time.monotonic()
+        if not force and now - self._touched.get(sync_id, 0.0) < _TOUCH_EVERY_S:
+            return
+        self._touched[sync_id] = now
+        with self._sessions.begin() as s:
+            s.execute(update(Job).where(Job.id == sync_id).values(updated_at=utcnow()))
 
     def _known(self, connector_id: str, tenant_id: str) -> dict[str, Known]:
         with self._sessions() as s:
@@ -160,7 +191,7 @@ class ConnectorSyncRunner:
             extra={**item.metadata, "connector_id": connector_id},
         )
         try:
-            result = self._submit(owner, Upload(item.content, item.filename, item.content_type), meta)
+            result = self._submit(owner, Upload(item.content, item.filename, item.content_type), meta, run.sync_id)
         except CairnError as exc:
             run.fail(ext, exc.message)
             run.writes[ext] = {"doc_id": doc_id, "status": "failed", "error": exc.message,
@@ -170,7 +201,7 @@ class ConnectorSyncRunner:
         run.writes[ext] = {"doc_id": doc_id, "status": "pending", "error": None, "content_hash": fingerprint,
                            "acl": acl, "job_id": result.job_id}
 
-    def _submit(self, owner: Principal, upload: Upload, meta: DocumentMetadata) -> SubmitResult:
+    def _submit(self, owner: Principal, upload: Upload, meta: DocumentMetadata, sync_id: str) -> SubmitResult:
         """A full ingest queue is back-pressure, not an item failure: wait and submit again."""
         deadline = time.monotonic() + self._timeout_s
         while True:
@@ -179,6 +210,7 @@ class ConnectorSyncRunner:
             except RateLimited as exc:
                 if time.monotonic() > deadline:
                     raise
+                self._touch(sync_id)
                 if self._stop.wait(min(max(exc.retry_after, 0.1), 2.0)):
                     raise _Stopped from None
 
@@ -201,6 +233,8 @@ class ConnectorSyncRunner:
                         setattr(item, key, value)
             s.execute(update(ConnectorSync).where(ConnectorSync.id == run.sync_id)
                       .values(**run.counts, errors=list(run.errors)))
+            s.execute(update(Job).where(Job.id == run.sync_id).values(updated_at=now))
+        self._touched[run.sync_id] = time.monotonic()
 
     def _delete_vanished(
         self, run: SyncRun, connector_id: str, owner: Principal, known: dict[str, Known], list_ids: Any
@@ -217,6 +251,7 @@ class ConnectorSyncRunner:
                                "all; delete the connector to remove its documents"})
             return
         for ext in gone:
+            self._touch(run.sync_id)
             try:
                 self._documents.delete(owner, known[ext].doc_id)
             except NotFound:
@@ -278,3 +313,7 @@ class ConnectorSyncRunner:
                     sync.errors = list(run.errors)
             set_job(s, sync_id, job_state or ("failed" if status == "failed" else "succeeded"),
                      1.0 if finished else 0.0, error=error, finished=finished)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -11,9 +11,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
@@ -27,6 +28,7 @@ from core.tables_evals import EvalDataset, EvalQueryResult, EvalRun
 
 log = logging.getLogger(__name__)
 _PROGRESS_EVERY_S = 0.5
+_TOUCH_EVERY_S = 10.0  # while waiting for the dataset's documents
 
 
 class _Stopped(Exception):
@@ -40,11 +42,13 @@ class EvalJobs:
         datasets: EvalDatasetService,
         search: ConfigSearch,
         enqueue: Callable[[str], None],
+        stale_after_s: float = 900.0,
     ) -> None:
         self._sessions = sessions
         self._datasets = datasets
         self._search = search
         self._enqueue = enqueue
+        self._stale = timedelta(seconds=stale_after_s)
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -78,17 +82,22 @@ class EvalJobs:
             self._fail(run_id, reason)
 
     def run(self, run_id: str) -> None:
-        with self._sessions() as s:
-            run = s.get(EvalRun, run_id)
+        with self._sessions.begin() as s:
+            run = s.get(EvalRun, run_id, with_for_update=True)
             if run is None or run.status in ("succeeded", "failed"):
                 return  # idempotent: a redelivered job for a finished run does nothing
+            job = s.get(Job, run_id)
+            if run.status == "running" and job is not None and _aware(job.updated_at) > utcnow() - self._stale:
+                return  # running elsewhere (a redelivery or a re-send of a slow run): one at a time
             dataset = s.get(EvalDataset, run.dataset_id)
+            if dataset is not None:
+                run.status = "running"  # claimed, in the same transaction as the check
+                _update_job(s, run_id, "running", progress=0.0)
         if dataset is None:
             self._fail(run_id, "the dataset was deleted before the run started")
             return
-        self._set(run_id, "running", progress=0.0)
         started = time.perf_counter()
-        self._wait_for_documents(dataset)
+        self._wait_for_documents(run_id, dataset)
         principal = Principal.model_validate(run.principal)
         configs = [EvalConfig.model_validate(c) for c in run.configs]
         filters = (
@@ -126,12 +135,18 @@ class EvalJobs:
             summary[config.name] = scoring.summarize(ranked_by_query, qrels, ks, latencies)
         self._finish(run_id, dataset, summary, rows, time.perf_counter() - started)
 
-    def _wait_for_documents(self, dataset: EvalDataset) -> None:
+    def _wait_for_documents(self, run_id: str, dataset: EvalDataset) -> None:
         """A collection's documents are ingested by the ingest jobs; score only once none is
-        still queued (failed documents simply cannot be found, which the scores then show)."""
+        still queued (failed documents simply cannot be found, which the scores then show).
+        The job row is touched meanwhile, so a long wait never looks like a dead run."""
+        touched = time.monotonic()
         while self._datasets.document_states(dataset).get("queued", 0) > 0:
             if self._stop.wait(0.2):
                 raise _Stopped
+            if time.monotonic() - touched >= _TOUCH_EVERY_S:
+                touched = time.monotonic()
+                with self._sessions.begin() as s:
+                    s.execute(update(Job).where(Job.id == run_id).values(updated_at=utcnow()))
 
     def _finish(
         self,
@@ -199,3 +214,7 @@ def _id_mapper(dataset: EvalDataset) -> Callable[[str], str]:
         return lambda doc_id: doc_id
     prefix = doc_prefix(dataset.id)
     return lambda doc_id: doc_id.removeprefix(prefix)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

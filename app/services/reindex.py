@@ -5,9 +5,15 @@ While it builds, the old generation keeps serving reads and writes untouched. Wr
 the build are **replayed after**, not dual-written: SQL is the source of truth for which version
 of which document is live, so catch-up passes compare it with what the new generation holds and
 redo or delete the difference, until a pass finds nothing (at most `CATCH_UP_PASSES`). Then the
-alias moves in one step, and one more pass right after the swap picks up writes that landed in
-the old generation during the last moments. Replay works the same whoever writes (this process,
-a Celery worker on a Qdrant server), which dual-writing from one process could not promise.
+alias moves in one step. A go-live that wrote the old generation just before the swap may commit
+its SQL row just after it, so once the ingest jobs that were embedding at the swap have finished
+(or `go_live_grace_s` has passed), passes repeat until one finds nothing. Replay works the same
+whoever writes (this process, a Celery worker on a Qdrant server), which dual-writing from one
+process could not promise. After the swap nothing undoes it: a shutdown is ignored and a document
+that fails then is named on the run (`error`), which still finishes `swapped`.
+
+A run is claimed with its `started_at`; a worker that finds its claim taken over (the run went
+stale and another worker claimed it) stops without swapping and drops only what it built.
 
 A document that fails to rebuild keeps the swap from happening (its chunks would vanish); the new
 generation is dropped and the job fails with the documents named. After a swap the replaced
@@ -20,6 +26,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +39,7 @@ from app.services._index_generations import Generations
 from app.services._sync_state import set_job
 from app.services.blobs import BlobStore
 from core.errors import CairnError, Conflict, NotFound
-from core.models import AccessScope, DocumentMetadata, IndexFilter, MatchAny, Principal, UtcDateTime
+from core.models import AccessScope, DocumentMetadata, IndexFilter, JobState, MatchAny, Principal, UtcDateTime
 from core.protocols import VectorIndex
 from core.tables import Document, DocumentVersion, Job, utcnow
 from core.tables_reindex import IndexAlias, ReindexRun
@@ -40,6 +47,8 @@ from ingestion.pipeline import Chunked, IngestionPipeline, VersionInput, Version
 
 log = logging.getLogger(__name__)
 CATCH_UP_PASSES = 3
+_SETTLE_PASSES = 10  # after the swap: new writes reach the new generation, so passes converge fast
+_SETTLE_POLL_S = 0.1
 _ACTIVE = ("queued", "running")
 Key = tuple[str, str]  # (tenant_id, doc_id)
 
@@ -70,10 +79,18 @@ class _Stopped(Exception):
     """Shutdown mid-build: the run goes back to `queued` and starts over at the next start."""
 
 
+class _Superseded(Exception):
+    """Another worker claimed this run after it went stale: it is theirs now; touch nothing of it."""
+
+
 @dataclass
 class _Build:
     run_id: str
+    claimed_at: datetime  # the run's started_at when we claimed it: it is ours while unchanged
+    source: str
+    target: str
     index: VectorIndex
+    swapped: bool = False
     written: dict[Key, int] = field(default_factory=dict)  # what the new generation holds
     counts: dict[tuple[str, str, int], int] = field(default_factory=dict)
     failed: dict[Key, str] = field(default_factory=dict)
@@ -98,6 +115,7 @@ class ReindexService:
         *,
         batch_docs: int = 32,
         stale_after_s: float = 900.0,
+        go_live_grace_s: float = 300.0,
     ) -> None:
         self._sessions = sessions
         self._blobs = blobs
@@ -107,6 +125,7 @@ class ReindexService:
         self._enqueue = enqueue
         self._batch = batch_docs
         self._stale = timedelta(seconds=stale_after_s)
+        self._grace_s = go_live_grace_s
         self._stop = threading.Event()
         self._swap_lock = threading.Lock()
 
@@ -212,45 +231,71 @@ class ReindexService:
             self.run(run_id)
 
     def run(self, run_id: str) -> None:
-        if not self._claim(run_id):
+        claim = self._claim(run_id)
+        if claim is None:
             return  # idempotent: finished, or running elsewhere and not stale
+        claimed_at, abandoned = claim
         build: _Build | None = None
         try:
-            build = self._prepare(run_id)
+            build = self._prepare(run_id, claimed_at, abandoned)
             self._build(build)
+        except _Superseded:
+            log.warning("reindex %s was taken over by another worker; this one stops without swapping", run_id)
+            self._drop_unswapped(build)
         except _Stopped:
             self._drop_unswapped(build)
-            self._set(run_id, "queued", "queued", progress=0.0)
+            self._end_unswapped(run_id, claimed_at, "queued", None)
         except CairnError as exc:
             self._drop_unswapped(build)
-            self._fail(run_id, exc.message)
+            self._end_unswapped(run_id, claimed_at, "failed", exc.message)
         except Exception:
             log.exception("reindex %s crashed", run_id)
             self._drop_unswapped(build)
-            self._fail(run_id, "internal error while reindexing; see the server log")
+            self._end_unswapped(run_id, claimed_at, "failed", "internal error while reindexing; see the server log")
 
-    def _claim(self, run_id: str) -> bool:
+    def _claim(self, run_id: str) -> tuple[datetime, str | None] | None:
+        """Take the run (queued, or running but silent for `stale_after_s`); returns the claim's
+        `started_at`, which identifies it from then on, and the generation an earlier claim of
+        this run began (to be dropped)."""
         stale = utcnow() - self._stale
         with self._sessions.begin() as s:
             run = s.get(ReindexRun, run_id, with_for_update=True)
             job = s.get(Job, run_id)
             if run is None or run.status not in _ACTIVE:
-                return False
+                return None
             if run.status == "running" and job is not None and _aware(job.updated_at) > stale:
-                return False
-            run.status, run.started_at, run.error = "running", utcnow(), None
+                return None
+            abandoned = run.target
+            claimed_at = utcnow()
+            run.status, run.started_at, run.error = "running", claimed_at, None
             run.done_docs = run.failed_docs = run.chunks = 0
             set_job(s, run_id, "running", 0.0)
-        return True
+        return claimed_at, abandoned
 
-    def _prepare(self, run_id: str) -> _Build:
+    def _prepare(self, run_id: str, claimed_at: datetime, abandoned: str | None) -> _Build:
         source = self._gens.serving()
-        target = self._gens.next_name(source)
+        target = self._gens.next_name(source)  # while `abandoned` exists, so its name is never reused
         index = self._gens.create(target)
-        with self._sessions.begin() as s:
-            s.execute(update(ReindexRun).where(ReindexRun.id == run_id).values(source=source, target=target))
+        b = _Build(run_id, claimed_at, source, target, index)
+        try:
+            with self._sessions.begin() as s:
+                self._own(s, b)
+                s.execute(update(ReindexRun).where(ReindexRun.id == run_id).values(source=source, target=target))
+        except _Superseded:
+            self._drop_quietly(target)
+            raise
+        if abandoned and abandoned != target:  # an earlier claim was killed (or went silent) mid-build
+            self._drop_quietly(abandoned)
         log.info("reindex %s: building %s beside %s", run_id, target, source)
-        return _Build(run_id, index)
+        return b
+
+    def _own(self, s: Session, b: _Build) -> ReindexRun:
+        """Lock the run row and check the claim is still ours (else `_Superseded`)."""
+        run = s.get(ReindexRun, b.run_id, with_for_update=True)
+        if run is None or run.status != "running" or run.started_at is None \
+                or _aware(run.started_at) != _aware(b.claimed_at):
+            raise _Superseded
+        return run
 
     def _build(self, b: _Build) -> None:
         live = self._live()
@@ -263,30 +308,60 @@ class ReindexService:
             if not self._catch_up(b):
                 break
         if b.failed:
-            names = ", ".join(f"{d}: {why}" for (_t, d), why in list(b.failed.items())[:5])
+            names = _names(b)
             raise CairnError(f"{len(b.failed)} documents could not be rebuilt, so the alias was not swapped "
                              f"(the current index keeps serving): {names}")
-        with self._sessions() as s:
-            run = s.get(ReindexRun, b.run_id)
-            source, target = (run.source, run.target) if run else (None, None)
-        assert source and target
-        with self._swap_lock:
+        source, target = b.source, b.target  # what this claim built, never what the row says now
+        with self._swap_lock, self._sessions.begin() as s:
+            self._own(s, b)  # the row stays locked until the alias row is written
             self._gens.swap(target)
-            older = self._save_alias(target, source)
+            b.swapped = True
+            older = self._save_alias(target, source, s)
+        embedding = self._embedding_jobs()  # go-lives in flight: they may have written the old generation
         log.info("reindex %s: alias %s now serves %s (kept %s for rollback)", b.run_id, self._gens.alias,
                  target, source)
-        self._catch_up(b)  # writes that reached the old generation while it was still serving
-        if older and older not in (source, target):
-            try:
-                self._gens.drop(older)
-            except CairnError:
-                log.warning("could not drop the older generation %s", older, exc_info=True)
-        self._apply_counts(b)
+        note: str | None = None
+        try:  # from here on the swap stands: nothing below may undo or fail it
+            self._settle(b, embedding)
+            if older and older not in (source, target):
+                self._drop_quietly(older)
+            self._apply_counts(b)
+        except Exception:
+            log.exception("reindex %s: catch-up after the swap failed", b.run_id)
+            note = "the catch-up after the swap failed; see the server log (reindex again to repair)"
+        if b.failed:
+            note = (f"swapped, but {len(b.failed)} documents written during the swap could not be rebuilt and "
+                    f"are missing from {target} (reindex again, or roll back): {_names(b)}")
+        self._finish_swapped(b, note)
+
+    def _settle(self, b: _Build, embedding: list[str]) -> None:
+        """After the swap: wait out go-lives that may have written the old generation just before
+        it, then replay until a pass finds nothing."""
+        deadline = time.monotonic() + self._grace_s
+        while embedding and time.monotonic() < deadline:
+            with self._sessions() as s:
+                embedding = list(s.scalars(select(Job.id).where(
+                    Job.id.in_(embedding), Job.state == JobState.embedding.value)))
+            if embedding:
+                self._touch(b)
+                time.sleep(_SETTLE_POLL_S)
+        for _ in range(_SETTLE_PASSES):
+            if not self._catch_up(b):
+                return
+        log.warning("reindex %s: writes kept arriving after the swap; stopped catching up after %d passes",
+                    b.run_id, _SETTLE_PASSES)
+
+    def _embedding_jobs(self) -> list[str]:
+        with self._sessions() as s:
+            return list(s.scalars(select(Job.id).where(Job.kind == "ingest", Job.state == JobState.embedding.value)))
+
+    def _finish_swapped(self, b: _Build, note: str | None) -> None:
         with self._sessions.begin() as s:
-            run = s.get(ReindexRun, b.run_id)
-            if run is not None:
-                run.status, run.finished_at, run.failed_docs = "swapped", utcnow(), 0
-                run.chunks = sum(b.counts[(t, d, v)] for (t, d), v in b.written.items() if (t, d, v) in b.counts)
+            run = s.get(ReindexRun, b.run_id, with_for_update=True)
+            if run is None or run.started_at is None or _aware(run.started_at) != _aware(b.claimed_at):
+                return  # taken over after the swap; the new claim records its own outcome
+            run.status, run.finished_at, run.failed_docs, run.error = "swapped", utcnow(), len(b.failed), note
+            run.chunks = sum(b.counts[(t, d, v)] for (t, d), v in b.written.items() if (t, d, v) in b.counts)
             set_job(s, b.run_id, "succeeded", 1.0, finished=True)
 
     def _live(self) -> dict[Key, int]:
@@ -306,18 +381,27 @@ class ReindexService:
         for k in [k for k in b.failed if k not in live]:
             del b.failed[k]
         todo = [(k, v) for k, v in live.items() if b.written.get(k) != v]
+        if b.swapped:  # a document that failed after the swap is named on the run, not retried forever
+            todo = [(k, v) for k, v in todo if k not in b.failed]
         for start in range(0, len(todo), self._batch):
             self._index_batch(b, todo[start : start + self._batch])
+            self._touch(b)  # a long catch-up must not look stale to the recovery sweep
         if gone or todo:
             log.info("reindex %s catch-up: %d redone, %d deleted", b.run_id, len(todo), len(gone))
         return len(gone) + len(todo)
 
     def _index_batch(self, b: _Build, items: list[tuple[Key, int]]) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() and not b.swapped:  # after the swap, finishing beats stopping
             raise _Stopped
         chunked: list[Chunked] = []
         for (tenant_id, doc_id), version in items:
-            item = self._input(tenant_id, doc_id, version)
+            try:
+                item = self._input(tenant_id, doc_id, version)
+            except CairnError as exc:
+                if not b.swapped:
+                    raise
+                b.failed[(tenant_id, doc_id)] = exc.message
+                continue
             if item is None:
                 continue  # deleted meanwhile: the next catch-up pass sees it gone
             try:
@@ -364,15 +448,17 @@ class ReindexService:
 
     # ---- bookkeeping ------------------------------------------------------------------------
 
-    def _save_alias(self, target: str, previous: str | None) -> str | None:
+    def _save_alias(self, target: str, previous: str | None, s: Session | None = None) -> str | None:
         """Record the swap; returns the generation that was kept before (to be dropped)."""
-        with self._sessions.begin() as s:
-            row = s.get(IndexAlias, self._gens.alias, with_for_update=True)
-            if row is None:
-                row = IndexAlias(name=self._gens.alias, target=target)
-                s.add(row)
-            older = row.previous
-            row.target, row.previous, row.updated_at = target, previous, utcnow()
+        if s is None:
+            with self._sessions.begin() as own:
+                return self._save_alias(target, previous, own)
+        row = s.get(IndexAlias, self._gens.alias, with_for_update=True)
+        if row is None:
+            row = IndexAlias(name=self._gens.alias, target=target)
+            s.add(row)
+        older = row.previous
+        row.target, row.previous, row.updated_at = target, previous, utcnow()
         return older
 
     def _apply_counts(self, b: _Build) -> None:
@@ -401,14 +487,29 @@ class ReindexService:
 
     def _progress(self, b: _Build, done: int, total: int) -> None:
         with self._sessions.begin() as s:
-            s.execute(update(ReindexRun).where(ReindexRun.id == b.run_id).values(
-                total_docs=total, done_docs=done, failed_docs=len(b.failed)))
+            run = self._own(s, b)
+            run.total_docs, run.done_docs, run.failed_docs = total, done, len(b.failed)
             set_job(s, b.run_id, "running", round(0.95 * done / total, 4) if total else 0.0)
 
-    def _set(self, run_id: str, status: str, job_state: str, progress: float) -> None:
+    def _touch(self, b: _Build) -> None:
+        """Show the run is alive (Job.updated_at) and, before the swap, that it is still ours."""
         with self._sessions.begin() as s:
-            s.execute(update(ReindexRun).where(ReindexRun.id == run_id).values(status=status))
-            set_job(s, run_id, job_state, progress)
+            if not b.swapped:
+                self._own(s, b)
+            s.execute(update(Job).where(Job.id == b.run_id).values(updated_at=utcnow()))
+
+    def _end_unswapped(self, run_id: str, claimed_at: datetime, status: str, reason: str | None) -> None:
+        """Queue again (shutdown) or fail the run, unless another worker has claimed it since."""
+        with self._sessions.begin() as s:
+            run = s.get(ReindexRun, run_id, with_for_update=True)
+            if run is None or (run.started_at is not None and _aware(run.started_at) != _aware(claimed_at)):
+                return
+            if status == "queued":
+                run.status = "queued"
+                set_job(s, run_id, "queued", 0.0)
+            else:
+                run.status, run.error, run.finished_at = "failed", reason, utcnow()
+                set_job(s, run_id, "failed", 0.0, error=reason, finished=True)
 
     def _fail(self, run_id: str, reason: str) -> None:
         with self._sessions.begin() as s:
@@ -422,16 +523,32 @@ class ReindexService:
             self._fail(run_id, reason)
 
     def _drop_unswapped(self, b: _Build | None) -> None:
-        if b is None:
+        """Drop the generation this claim built (never the one the row names now: after a
+        takeover that is another worker's)."""
+        if b is None or b.swapped:
             return
         with self._sessions() as s:
             run = s.get(ReindexRun, b.run_id)
-            target = run.target if run else None
-        if target and target != self._gens.serving():
-            try:
-                self._gens.drop(target)
-            except CairnError:
-                log.warning("could not drop the unfinished generation %s", target, exc_info=True)
+            theirs = run is not None and run.target == b.target and run.started_at is not None \
+                and _aware(run.started_at) != _aware(b.claimed_at)
+        if not theirs:
+            self._drop_quietly(b.target)
+
+    def _drop_quietly(self, name: str) -> None:
+        """Drop a generation unless it serves or is kept for rollback."""
+        try:
+            with self._sessions() as s:
+                row = s.get(IndexAlias, self._gens.alias)
+                kept = {row.target, row.previous} if row else set()
+            if name in kept or name == self._gens.serving():
+                return
+            self._gens.drop(name)
+        except CairnError:
+            log.warning("could not drop the index generation %s", name, exc_info=True)
+
+
+def _names(b: _Build) -> str:
+    return ", ".join(f"{d}: {why}" for (_t, d), why in list(b.failed.items())[:5])
 
 
 def _aware(value: datetime) -> datetime:

@@ -304,13 +304,22 @@ class QdrantGenerations:
     """Collection generations behind one Qdrant alias, for a zero-downtime reindex: build
     `<alias>_g<n+1>` beside the serving collection, then move the alias in one
     `update_collection_aliases` call (Qdrant applies the delete + create atomically, so no
-    query ever finds the alias missing). Readers and writers only ever name the alias."""
+    query ever finds the alias missing). Readers and writers only ever name the alias.
 
-    def __init__(self, client: QdrantClient, alias: str, dense_dim: int = 384, **layout: int | None) -> None:
+    `owns_client`: `close()` closes the client (the caller made it for this object alone)."""
+
+    def __init__(self, client: QdrantClient, alias: str, dense_dim: int = 384, *, owns_client: bool = False,
+                 **layout: int | None) -> None:
         self._client = client
+        self._owns_client = owns_client
         self.alias = alias
         self._dim = dense_dim
         self._layout = layout
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._owns_client = False
+            self._client.close()
 
     def serving(self) -> str:
         """The collection the alias points at. A collection created before aliases existed

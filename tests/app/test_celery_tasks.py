@@ -101,3 +101,31 @@ def _wait(api: Api, job_id: str) -> dict[str, Any]:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_visibility_timeout_outlasts_every_task_that_could_run_twice() -> None:
+    from app.worker import EVAL_TASK, SYNC_TASK, TASK, make_celery
+
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", jobs={"visibility_timeout_s": 3600})
+    app = make_celery(settings)
+    visibility = app.conf.broker_transport_options["visibility_timeout"]
+    for name in (TASK, SYNC_TASK, EVAL_TASK):  # a redelivery while the first copy still runs
+        assert visibility > app.tasks[name].time_limit, name
+
+
+def test_retrying_a_job_whose_record_was_deleted_is_refused(make_container) -> None:  # type: ignore[no-untyped-def]
+    from app.jobs import JobRetry
+    from core.errors import Conflict
+    from core.models import Principal, Role
+
+    container = make_container()
+    with container.sessions.begin() as s:  # the connector (and with it the sync row) was deleted
+        s.add(Job(id="gone1", tenant_id="default", kind="sync", state="failed", error="boom", created_by="admin"))
+    sent: list[str] = []
+    retry = JobRetry(container.sessions, lambda p, j: None, {"sync": sent.append}, lambda j: None)
+    admin = Principal(tenant_id="default", user="admin", role=Role.admin)
+    with pytest.raises(Conflict, match="no longer exists"):
+        retry.retry(admin, "gone1")
+    assert sent == []
+    with container.sessions() as s:
+        assert s.get(Job, "gone1").state == "failed"  # not left queued forever

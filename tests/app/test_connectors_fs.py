@@ -163,3 +163,52 @@ def test_the_scheduler_starts_syncs_on_their_interval(make_container, share: Pat
             time.sleep(0.1)
         assert last and last["trigger"] == "schedule" and last["indexed"] == 1, last
         assert conn.get(admin, created["id"])["schedule"]["next_run_at"] is not None
+
+
+def _age(container, job_id: str, hours: float) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.tables import Job, utcnow
+
+    with container.sessions.begin() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(hours=hours)))
+
+
+def _job_age_s(container, job_id: str) -> float:  # type: ignore[no-untyped-def]
+    from datetime import UTC
+
+    from core.tables import Job, utcnow
+
+    with container.sessions() as s:
+        updated = s.get(Job, job_id).updated_at
+    return (utcnow() - (updated if updated.tzinfo else updated.replace(tzinfo=UTC))).total_seconds()
+
+
+def test_a_running_sync_is_not_run_twice_and_keeps_its_row_fresh(make_container, share: Path) -> None:  # type: ignore[no-untyped-def]
+    from app.services._sync_state import SyncRun
+    from core.tables import Job
+    from core.tables_connectors import ConnectorSync
+
+    container = make_container(connectors={"filesystem_roots": [str(share)], "scheduler": False})
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        created = conn.create(api, "drive", "filesystem", {"root": str(share)}, acl_default=["tenant:*"])
+        sync_id = conn.sync(api, created["id"])["last_sync"]["id"]
+        with container.sessions.begin() as s:  # as if another worker were running it right now
+            sync = s.get(ConnectorSync, sync_id)
+            sync.status, sync.seen = "running", 0
+            s.get(Job, sync_id).state = "running"
+        _age(container, sync_id, 0)
+        container.connector_sync.run(sync_id)  # a redelivered or re-sent copy: refused
+        with container.sessions() as s:
+            assert (s.get(ConnectorSync, sync_id).status, s.get(ConnectorSync, sync_id).seen) == ("running", 0)
+
+        _age(container, sync_id, 1)  # flushing item rows shows the sync is alive
+        container.connector_sync._flush(SyncRun(sync_id), created["id"])
+        assert _job_age_s(container, sync_id) < 60
+
+        _age(container, sync_id, 1)  # silent past stale_after_s: its worker is gone, the sync is taken over
+        container.connector_sync.run(sync_id)
+        assert conn.get(api, created["id"])["last_sync"]["status"] == "succeeded"

@@ -189,3 +189,63 @@ def test_bad_input_gets_clear_errors(api: Api, files, body, code: str) -> None: 
         r = api.client.post("/v1/evals", headers=api.headers, json={"dataset_id": attached["id"], **body})
         assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] in (code, "invalid_input")
+
+
+def _set_job_age(container, job_id: str, hours: float) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.tables import Job, utcnow
+
+    with container.sessions.begin() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(hours=hours)))
+
+
+def test_a_running_evaluation_is_not_run_twice(make_container) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import delete, func, select
+
+    from core.tables import Job
+    from core.tables_evals import EvalQueryResult, EvalRun
+
+    container = make_container()
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        ds = upload_dataset(api, beir_fixture.files())
+        run_id = run_eval(api, ds["id"], configs=["hybrid"], ks=[10])["id"]
+        with container.sessions.begin() as s:  # as if another worker were running it right now
+            s.get(EvalRun, run_id).status = "running"
+            s.get(Job, run_id).state = "running"
+            s.execute(delete(EvalQueryResult).where(EvalQueryResult.run_id == run_id))
+        _set_job_age(container, run_id, 0)
+
+        def state() -> tuple[str, int]:
+            with container.sessions() as s:
+                rows = s.scalar(select(func.count()).select_from(EvalQueryResult)
+                                .where(EvalQueryResult.run_id == run_id))
+                return s.get(EvalRun, run_id).status, int(rows or 0)
+
+        container.eval_jobs.run(run_id)  # a redelivered or re-sent copy: refused
+        assert state() == ("running", 0)
+        _set_job_age(container, run_id, 1)  # silent past stale_after_s: taken over and finished
+        container.eval_jobs.run(run_id)
+        assert state()[0] == "succeeded" and state()[1] > 0
+
+
+def test_waiting_for_documents_keeps_the_run_fresh(make_container, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC
+
+    from app.services import eval_jobs
+    from core.tables import Job, utcnow
+
+    container = make_container()
+    with container.sessions.begin() as s:
+        s.add(Job(id="ev1", tenant_id="default", kind="eval", state="running"))
+    _set_job_age(container, "ev1", 1)
+    states = iter([{"queued": 3}, {"queued": 1}, {}])
+    monkeypatch.setattr(eval_jobs, "_TOUCH_EVERY_S", 0.0)
+    monkeypatch.setattr(container.eval_jobs._datasets, "document_states", lambda _ds: next(states))
+    container.eval_jobs._wait_for_documents("ev1", None)
+    with container.sessions() as s:
+        updated = s.get(Job, "ev1").updated_at
+    assert (utcnow() - (updated if updated.tzinfo else updated.replace(tzinfo=UTC))).total_seconds() < 60

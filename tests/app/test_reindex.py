@@ -226,3 +226,210 @@ def test_qdrant_plain_collection_is_refused_clearly() -> None:
     QdrantIndex(client, "legacy", alias=False).warm_up()
     with pytest.raises(IndexFailure, match="plain collection"):
         QdrantGenerations(client, "legacy").serving()
+
+
+# ---- claims, the swap and what follows it (driven on the test's thread) ------------------------
+
+
+def _service(container: Any, **kw: Any) -> Any:
+    """A second ReindexService over the container's parts whose runs the test drives itself."""
+    from app.services.blobs import BlobStore
+    from app.services.reindex import ReindexService
+
+    return ReindexService(container.sessions, BlobStore(container.settings.data_dir / "blobs"), container.pipeline,
+                          container.generations, container.index, lambda _id: None, **kw)
+
+
+def _age_job(container: Any, job_id: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.tables import Job, utcnow
+
+    with container.sessions.begin() as s:  # silent past stale_after_s: the recovery sweep re-sends it
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(hours=1)))
+
+
+def _job_age_s(container: Any, job_id: str) -> float:
+    from core.tables import Job, utcnow
+
+    with container.sessions() as s:
+        job = s.get(Job, job_id)
+        updated = job.updated_at if job.updated_at.tzinfo else job.updated_at.replace(tzinfo=utcnow().tzinfo)
+        return (utcnow() - updated).total_seconds()
+
+
+def test_a_run_taken_over_mid_build_never_swaps_to_the_new_claims_generation(make_container, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    container = make_container()
+    data = container.settings.data_dir
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        for i in range(3):
+            api.ingest(f"h{i}.txt", _text(i), doc_id=f"h{i}", acl=["tenant:*"])
+        first, second = _service(container), _service(container)
+        run_id = first.start(ADMIN).id
+        catch_up = first._catch_up
+        taken: list[str] = []
+
+        def taken_over(b: Any) -> int:
+            if not taken:  # the first pass ran long: another worker claims the run and starts afresh
+                _age_job(container, run_id)
+                claim = second._claim(run_id)
+                assert claim is not None
+                taken.append(second._prepare(run_id, *claim).target)  # a new, still empty generation
+            return int(catch_up(b))
+
+        monkeypatch.setattr(first, "_catch_up", taken_over)
+        first.run(run_id)
+        assert taken == ["index-g3"]
+        assert container.generations.serving() == "index"  # not swapped to the half-built index-g3
+        run = first.get(run_id)
+        assert (run.status, run.target) == ("running", "index-g3")  # the second claim's, untouched
+        assert not (data / "index-g2").exists()  # each claim's abandoned build is dropped
+        assert (data / "index-g3").exists()
+        assert api.search("refunds to the original card")  # the old generation still serves
+
+
+def test_catch_up_batches_keep_the_run_fresh(make_container) -> None:  # type: ignore[no-untyped-def]
+    container = make_container()
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        api.ingest("h0.txt", _text(0), doc_id="h0", acl=["tenant:*"])
+        svc = _service(container)
+        run_id = svc.start(ADMIN).id
+        claim = svc._claim(run_id)
+        b = svc._prepare(run_id, *claim)
+        _age_job(container, run_id)
+        assert svc._catch_up(b) == 1  # nothing built yet: the whole corpus is caught up
+        assert _job_age_s(container, run_id) < 60  # the sweep does not take this run for a dead one
+        svc._drop_unswapped(b)
+
+
+def test_a_build_killed_midway_is_dropped_when_the_run_is_claimed_again(make_container) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from core.tables_reindex import ReindexRun
+
+    container = make_container()
+    data = container.settings.data_dir
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        api.ingest("h0.txt", _text(0), doc_id="h0", acl=["tenant:*"])
+        svc = _service(container)
+        run_id = svc.start(ADMIN).id
+        claim = svc._claim(run_id)
+        svc._prepare(run_id, *claim)  # ...and the process dies here
+        assert (data / "index-g2").exists()
+        with container.sessions.begin() as s:  # what `recover()` does at the next start
+            s.execute(update(ReindexRun).where(ReindexRun.id == run_id).values(status="queued"))
+        svc.run(run_id)
+        assert svc.get(run_id).status == "swapped"
+        assert container.generations.serving() == "index-g3"
+        assert not (data / "index-g2").exists()
+
+
+def test_a_go_live_straddling_the_swap_is_replayed_into_the_new_generation(make_container, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    container = make_container()
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        api.ingest("d.txt", _text(1), doc_id="d", acl=["tenant:*"])
+        serving = container.index  # the alias
+        upserted, swapped = threading.Event(), threading.Event()
+
+        class StraddlingIndex:
+            """d v2 goes live with its chunks written to the old generation just before the swap
+            and its SQL row committed just after it (then v1 is deleted from the new one)."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(serving, name)
+
+            def upsert(self, points: Any) -> None:
+                if points and (points[0].payload["doc_id"], points[0].payload["version"]) == ("d", 2):
+                    serving.target.upsert(points)
+                    upserted.set()
+                    assert swapped.wait(60)
+                    time.sleep(0.5)  # the reindex's catch-up after the swap runs now
+                    return
+                serving.upsert(points)
+
+        swap = container.generations.swap
+
+        def swap_and_tell(name: str) -> None:
+            swap(name)
+            swapped.set()
+
+        monkeypatch.setattr(container.documents, "_index", StraddlingIndex())
+        monkeypatch.setattr(container.generations, "swap", swap_and_tell)
+        r = api.upload("d.txt", _text(2).encode(), {"doc_id": "d", "acl": ["tenant:*"]})
+        assert r.status_code == 202, r.text
+        assert upserted.wait(60)
+        run_id = container.reindex.start(ADMIN).id
+        assert _wait_job(client, run_id)["state"] == "succeeded"
+        assert api.wait(r.json()["job_id"])["state"] == "indexed"
+        assert container.generations.serving() == "index-g2"
+        hits = container.index.chunks_of(AccessScope.of(ADMIN), "d")
+        assert hits and {h.payload["version"] for h in hits} == {2}
+
+
+@pytest.mark.parametrize("trouble", ["shutdown", "missing original"])
+def test_trouble_after_the_swap_still_finishes_swapped(make_container, monkeypatch, trouble: str) -> None:  # type: ignore[no-untyped-def]
+    from core.errors import CairnError
+
+    container = make_container()
+    with TestClient(create_app(container=container)) as client:
+        api = Api(client)
+        api.ingest("h0.txt", _text(0), doc_id="h0", acl=["tenant:*"])
+        svc = _service(container)
+        swap = container.generations.swap
+
+        def swap_then_trouble(name: str) -> None:
+            swap(name)
+            api.ingest("late.txt", _text(7), doc_id="late", acl=["tenant:*"])  # the catch-up redoes it
+            if trouble == "shutdown":
+                svc.stop()
+
+        monkeypatch.setattr(container.generations, "swap", swap_then_trouble)
+        if trouble == "missing original":
+            real_input = svc._input
+
+            def missing(tenant_id: str, doc_id: str, version: int) -> Any:
+                if doc_id == "late":
+                    raise CairnError("the stored original of document 'late' is missing")
+                return real_input(tenant_id, doc_id, version)
+
+            monkeypatch.setattr(svc, "_input", missing)
+        run_id = svc.start(ADMIN).id
+        svc.run(run_id)
+        run = svc.get(run_id)
+        assert run.status == "swapped", run
+        assert api.job(run_id)["state"] == "succeeded"
+        assert container.generations.serving() == "index-g2"
+        if trouble == "missing original":
+            assert run.failed_docs == 1 and run.error and "late" in run.error
+        else:
+            assert run.error is None
+        assert _index_chunks(container, "late") > 0 and _index_chunks(container, "h0") > 0
+
+
+def test_qdrant_generations_close_the_client_they_were_built_with(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import qdrant_client
+
+    from app.container import build_generations
+    from core.settings import Settings
+
+    made: list[Any] = []
+
+    class FakeClient:
+        def __init__(self, **kw: Any) -> None:
+            self.closed = 0
+            made.append(self)
+
+        def close(self) -> None:
+            self.closed += 1
+
+    monkeypatch.setattr(qdrant_client, "QdrantClient", FakeClient)
+    gens = build_generations(Settings(qdrant_url="http://127.0.0.1:1"), index=None)  # type: ignore[arg-type]
+    gens.close()
+    gens.close()
+    assert [c.closed for c in made] == [1]
