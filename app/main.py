@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             recovery.cancel()
             with suppress(asyncio.CancelledError):
                 await recovery
-            if container is None:
+            if container is None:  # a container passed in belongs to its caller, clients included
+                await c.gateway.aclose()
                 c.close()
             tracing.shutdown(tracer)
 

@@ -57,6 +57,14 @@ class ModelGateway:
         self._sleep = sleep
         self._rng = rng or random.Random()
 
+    async def aclose(self) -> None:
+        """Close the providers' HTTP clients (those that hold one); at shutdown, on the loop
+        that used them."""
+        for provider in self.providers.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     # ---- routing ---------------------------------------------------------------------------
 
     def chain(self, req: CompletionRequest) -> list[str]:

@@ -260,3 +260,14 @@ def test_breaker_allows_one_probe_at_a_time() -> None:
     assert b.allow() and not b.allow()
     b.record_failure()
     assert b.state == "open"
+
+
+def test_aclose_closes_the_remote_providers_http_clients() -> None:
+    async def scenario() -> None:
+        remote = OpenAIProvider(base_url="http://127.0.0.1:9", model="m", name="remote")
+        gw = ModelGateway({"local": ExtractiveProvider(), "remote": remote}, config())
+        assert not remote._client.is_closed
+        await gw.aclose()  # the local provider has no client and is skipped
+        assert remote._client.is_closed
+
+    asyncio.run(scenario())
