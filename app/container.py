@@ -281,6 +281,7 @@ class Container:
         """Answers: model gateway, durable workflow runs on the app's SQL database."""
         models = self.settings.models
         self.gateway = build_model_gateway(models)
+        self.gateway.observer = metrics.record_model_call
         self.retriever = ServiceRetriever(self.retrieval)
         self.runs = RunStore(self.sessions)
         self.answers = AnswerService(

@@ -10,7 +10,7 @@ with several API replicas.
 Hooks for the answer path (call them; they never raise):
     record_workflow_run(workflow, status, seconds)      status: succeeded | failed | ...
     record_workflow_step(workflow, step_kind, status, seconds)
-    record_model_call(provider, outcome, seconds, input_tokens=0, output_tokens=0, cost_usd=0.0)
+    record_model_call(record)                           the gateway's observer (one CallRecord per attempt)
     record_answer_quality(workflow, score)              0..1, e.g. share of verified citations
     record_feedback(workflow, rating)                   rating: up | down (POST /v1/answers/{id}/feedback)
 """
@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.tables import Document, DocumentVersion, Job
+from orchestration.gateway.gateway import CallRecord
 
 log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry()
@@ -88,13 +89,16 @@ WORKFLOW_DURATION = Histogram("cairn_workflow_run_duration_seconds", "Workflow r
                               buckets=_SLOW, registry=REGISTRY)
 STEP_DURATION = Histogram("cairn_workflow_step_duration_seconds", "Workflow step execution time",
                           ["workflow", "step", "status"], buckets=_SLOW, registry=REGISTRY)
-MODEL_CALLS = Counter("cairn_model_calls", "Model provider calls, by outcome", ["provider", "outcome"],
-                      registry=REGISTRY)
+MODEL_CALLS = Counter("cairn_model_calls", "Model provider calls, by outcome (ok or the error class)",
+                      ["provider", "outcome"], registry=REGISTRY)
 MODEL_LATENCY = Histogram("cairn_model_call_duration_seconds", "Model provider call latency", ["provider"],
                           buckets=_SLOW, registry=REGISTRY)
-MODEL_TOKENS = Counter("cairn_model_tokens", "Tokens sent to / received from providers", ["provider", "direction"],
-                       registry=REGISTRY)
-MODEL_COST = Counter("cairn_model_cost_usd", "Model spend in USD", ["provider"], registry=REGISTRY)
+MODEL_TOKENS = Counter("cairn_model_tokens", "Tokens sent to / received from providers",
+                       ["provider", "model", "tenant", "direction"], registry=REGISTRY)
+MODEL_COST = Counter("cairn_model_cost_usd", "Model spend in USD", ["provider", "model", "tenant"],
+                     registry=REGISTRY)
+BREAKER_STATE = Gauge("cairn_circuit_breaker_open", "Provider circuit breaker: 0 closed, 0.5 half-open, 1 open",
+                      ["provider"], registry=REGISTRY)
 ANSWER_FEEDBACK = Counter("cairn_answer_feedback", "Answer feedback given (thumbs up / down), by workflow",
                           ["workflow", "rating"], registry=REGISTRY)
 ANSWER_QUALITY = Histogram("cairn_answer_quality_score", "Answer quality score (0..1)", ["workflow"],
@@ -138,17 +142,22 @@ def record_workflow_step(workflow: str, step: str, status: str, seconds: float) 
     STEP_DURATION.labels(workflow, step, status).observe(seconds)
 
 
-def record_model_call(
-    provider: str, outcome: str, seconds: float, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0
-) -> None:
-    MODEL_CALLS.labels(provider, outcome).inc()
-    MODEL_LATENCY.labels(provider).observe(seconds)
-    if input_tokens:
-        MODEL_TOKENS.labels(provider, "input").inc(input_tokens)
-    if output_tokens:
-        MODEL_TOKENS.labels(provider, "output").inc(output_tokens)
-    if cost_usd:
-        MODEL_COST.labels(provider).inc(cost_usd)
+def record_model_call(r: CallRecord) -> None:
+    MODEL_CALLS.labels(r.provider, r.outcome).inc()
+    if r.outcome != "circuit_open":  # no call was made
+        MODEL_LATENCY.labels(r.provider).observe(r.seconds)
+    if r.input_tokens:
+        MODEL_TOKENS.labels(r.provider, r.model, r.tenant_id, "input").inc(r.input_tokens)
+    if r.output_tokens:
+        MODEL_TOKENS.labels(r.provider, r.model, r.tenant_id, "output").inc(r.output_tokens)
+    if r.cost_usd:
+        MODEL_COST.labels(r.provider, r.model, r.tenant_id).inc(r.cost_usd)
+
+
+def record_breakers(breakers: Mapping[str, Any]) -> None:
+    """At scrape time: each provider's circuit breaker state."""
+    for provider, breaker in breakers.items():
+        BREAKER_STATE.labels(provider).set({"closed": 0.0, "half_open": 0.5}.get(breaker.state, 1.0))
 
 
 def record_answer_quality(workflow: str, score: float) -> None:

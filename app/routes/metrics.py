@@ -1,7 +1,8 @@
 """`GET /metrics` in the Prometheus text format.
 
-Open by default, like most exporters (it carries no tenant data: no document, query or tenant
-labels, only aggregates). Set CAIRN_METRICS_TOKEN to require `Authorization: Bearer <token>`.
+Open by default, like most exporters: it carries aggregates only (no document or query text), but
+token and cost counters are labelled by tenant id, so keep it off the edge (deploy/nginx.conf does)
+and set CAIRN_METRICS_TOKEN to require `Authorization: Bearer <token>` (the k8s manifests do).
 """
 
 from __future__ import annotations
@@ -26,4 +27,5 @@ async def prometheus_metrics(request: Request, container: ContainerDep) -> Respo
         if not secrets.compare_digest(given.encode(), token.encode()):
             raise Unauthenticated("this endpoint needs the metrics token: Authorization: Bearer <token>")
     await run_in_threadpool(metrics.refresh, container.sessions, container.settings.data_dir)
+    metrics.record_breakers(container.gateway.breakers)
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

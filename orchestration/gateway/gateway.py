@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from core import tracing
 from core.errors import InvalidInput
@@ -22,6 +23,27 @@ from orchestration.gateway.budget import UsageLedger, UsageRecord
 from orchestration.gateway.config import GatewayConfig, local_only
 
 CONTINUE_PROMPT = "Continue exactly where the previous answer stopped; do not repeat it."
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One provider attempt as the gateway saw it, for metrics: `outcome` is `ok` or the error's
+    class (`provider_timeout`, `provider_rate_limited`, `provider_error`, `circuit_open`, ...)."""
+
+    provider: str
+    model: str
+    tenant_id: str
+    outcome: str
+    seconds: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def error_class(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "provider_timeout"
+    return str(getattr(exc, "code", None) or "provider_error")
 
 
 def _describe(exc: BaseException) -> str:
@@ -56,6 +78,18 @@ class ModelGateway:
         self.ledger = ledger or UsageLedger(self.config.budgets_usd, self.config.default_budget_usd)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.observer: Callable[[CallRecord], None] | None = None  # e.g. Prometheus counters
+
+    def _observe(self, name: str, req: CompletionRequest, outcome: str, started: float,
+                 c: Completion | None = None) -> None:
+        if self.observer is None:
+            return
+        self.observer(CallRecord(
+            provider=name, model=(c.model if c is not None and c.model else req.model), tenant_id=req.tenant_id or "-",
+            outcome=outcome, seconds=time.perf_counter() - started,
+            input_tokens=c.input_tokens if c else 0, output_tokens=c.output_tokens if c else 0,
+            cost_usd=(c.cost_usd or 0.0) if c else 0.0,
+        ))  # fmt: skip
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients (those that hold one); at shutdown, on the loop
@@ -144,8 +178,10 @@ class ModelGateway:
         errors: list[str] = []
         for name in self.chain(req):
             for attempt in range(self.config.retry.max_retries + 1):
+                started = time.perf_counter()
                 if not self.breakers[name].allow():
                     errors.append(f"{name}: circuit open")
+                    self._observe(name, req, "circuit_open", started)
                     break
                 try:
                     with tracing.span(
@@ -158,11 +194,14 @@ class ModelGateway:
                         sp.set_attribute("output_tokens", c.output_tokens)
                 except Exception as exc:
                     errors.append(f"{name}: {_describe(exc)}")
+                    self._observe(name, req, error_class(exc), started)
                     if await self._backoff(name, attempt, exc):
                         continue
                     break
                 self.breakers[name].record_success()
-                return self._account(name, req, c)
+                c = self._account(name, req, c)
+                self._observe(name, req, "ok", started, c)
+                return c
         raise ProviderError(
             f"no provider for {req.model!r} could answer ({'; '.join(errors)})", retryable=False
         )
@@ -175,8 +214,10 @@ class ModelGateway:
         emitted = ""
         for name in self.chain(req):
             for attempt in range(self.config.retry.max_retries + 1):
+                started = time.perf_counter()
                 if not self.breakers[name].allow():
                     errors.append(f"{name}: circuit open")
+                    self._observe(name, req, "circuit_open", started)
                     break
                 preq = req
                 if emitted:
@@ -206,6 +247,7 @@ class ModelGateway:
                             yield delta
                 except Exception as exc:
                     errors.append(f"{name}: {_describe(exc)}")
+                    self._observe(name, req, error_class(exc), started)
                     if await self._backoff(name, attempt, exc):
                         continue
                     break
@@ -215,9 +257,10 @@ class ModelGateway:
                         await close()
                 self.breakers[name].record_success()
                 prompt = "".join(m.content for m in preq.messages)
-                self._account(name, req, Completion(text=produced, model=req.model, provider=name,
-                                                    input_tokens=estimate_tokens(prompt),
-                                                    output_tokens=estimate_tokens(produced)))  # fmt: skip
+                done = self._account(name, req, Completion(text=produced, model=req.model, provider=name,
+                                                           input_tokens=estimate_tokens(prompt),
+                                                           output_tokens=estimate_tokens(produced)))  # fmt: skip
+                self._observe(name, req, "ok", started, done)
                 return
         summary = "; ".join(errors)
         if emitted:

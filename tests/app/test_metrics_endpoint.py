@@ -63,6 +63,8 @@ def scraped(live_server) -> tuple[str, str]:  # type: ignore[no-untyped-def]
         assert wait_job(client, r.json()["job_id"], ("indexed", "failed"))["state"] == "indexed"
         assert client.get("/v1/documents/rev").status_code == 200
         assert client.post("/v1/search", json={"query": "revenue growth"}).status_code == 200
+        answer = client.post("/v1/answers", json={"question": "By how much did quarterly revenue grow?"})
+        assert answer.status_code == 200 and not answer.json()["abstained"], answer.text
         multipart = [("files", (n, d)) for n, d in beir_fixture.files().items()]
         ds = client.post("/v1/eval-datasets", files=multipart, data={"name": "tiny"}).json()
         run = client.post("/v1/evals", json={"dataset_id": ds["id"], "configs": ["hybrid"], "ks": [10]}).json()
@@ -94,6 +96,13 @@ def test_metrics_cover_http_ingest_search_corpus_jobs_and_eval(scraped: tuple[st
     assert value("cairn_eval_hit_rate", dataset=dataset_id, config="hybrid") == 1.0
     assert value("cairn_eval_runs_total", status="succeeded") >= 1
     assert 0 < value("cairn_disk_used_ratio") < 1 and 0 < value("cairn_memory_used_ratio") < 1
+    # the answer went through the gateway: calls, tokens by model and tenant, breaker state
+    assert value("cairn_model_calls_total", provider="local", outcome="ok") >= 1
+    # (grounded_qa asks for the `accurate` alias; the local extractive model reports the name it was asked by)
+    tokens = {"provider": "local", "model": "accurate", "tenant": "default"}
+    assert value("cairn_model_tokens_total", **tokens, direction="input") > 0
+    assert value("cairn_model_tokens_total", **tokens, direction="output") > 0
+    assert value("cairn_circuit_breaker_open", provider="local") == 0
     # the hooks the answer path calls are exported even before their first observation
     for name in ("cairn_workflow_run_duration_seconds", "cairn_workflow_runs", "cairn_model_calls"):
         assert name in exported_names(text)

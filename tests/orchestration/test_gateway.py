@@ -163,6 +163,21 @@ def test_500s_back_off_exponentially_with_jitter_then_fall_back() -> None:
     with_gateway([Reply(500, {"error": "boom"})], body)
 
 
+def test_every_attempt_is_reported_to_the_observer_with_its_error_class() -> None:
+    async def body(gw: ModelGateway, server: FakeLLMServer, clock: Clock) -> None:
+        seen: list[Any] = []
+        gw.observer = seen.append
+        out = await gw.complete(request())
+        assert out.provider == "local"
+        assert [(r.provider, r.outcome) for r in seen] == [
+            ("remote", "provider_error"), ("remote", "provider_error"), ("remote", "provider_error"), ("local", "ok"),
+        ]
+        ok = seen[-1]
+        assert ok.tenant_id == "acme" and ok.input_tokens > 0 and ok.output_tokens > 0
+
+    with_gateway([Reply(500, {"error": "boom"})], body)
+
+
 def test_everything_failing_is_one_clear_error() -> None:
     async def body(gw: ModelGateway, server: FakeLLMServer, clock: Clock) -> None:
         with pytest.raises(ProviderError, match="no provider for 'accurate'.*HTTP 400"):
