@@ -273,6 +273,7 @@ class Redacted:
     document: ParsedDocument
     findings: list[Finding]  # every finding, whatever its action (for counts and hashes)
     counts: dict[str, int]
+    title: str = ""  # the document title under the same policy (it is copied onto every chunk)
 
 
 def redact_text(
@@ -309,12 +310,17 @@ def map_offset(pos: int, edits: list[Edit], *, end: bool) -> int:
     return pos + shift
 
 
-def redact_document(doc: ParsedDocument, policy: PiiPolicy, tokenize: Tokenizer) -> Redacted:
-    findings = detect(doc.text)
+def redact_document(doc: ParsedDocument, policy: PiiPolicy, tokenize: Tokenizer, title: str = "") -> Redacted:
+    """The document and its title under the policy. Title findings count and are recorded like
+    the body's (their offsets index the title, not the text)."""
+    title_findings = detect(title) if title else []
+    new_title = redact_text(title, title_findings, policy, tokenize)[0] if title_findings else title
+    body = detect(doc.text)
+    findings = [*body, *title_findings]
     counts = dict(Counter(f.type.value for f in findings))
-    if all(policy.get(f.type, "keep") == "keep" for f in findings) and not _headings_need_redaction(doc, policy):
-        return Redacted(doc, findings, counts)
-    text, edits = redact_text(doc.text, findings, policy, tokenize)
+    if all(policy.get(f.type, "keep") == "keep" for f in body) and not _headings_need_redaction(doc, policy):
+        return Redacted(doc, findings, counts, new_title)
+    text, edits = redact_text(doc.text, body, policy, tokenize)
     headings: dict[str, str] = {}
 
     def heading(h: str) -> str:
@@ -332,7 +338,7 @@ def redact_document(doc: ParsedDocument, policy: PiiPolicy, tokenize: Tokenizer)
             )
         )
     redacted = doc.model_copy(update={"text": text, "elements": elements})
-    return Redacted(redacted, findings, counts)
+    return Redacted(redacted, findings, counts, new_title)
 
 
 def _headings_need_redaction(doc: ParsedDocument, policy: PiiPolicy) -> bool:
@@ -344,4 +350,6 @@ class PiiRedactor(Protocol):
     """Applies a tenant's PII policy to a parsed document before it is chunked (implemented in
     app/, where the policy and the token vault live)."""
 
-    def redact(self, tenant_id: str, doc_id: str, version: int, doc: ParsedDocument) -> Redacted: ...
+    def redact(
+        self, tenant_id: str, doc_id: str, version: int, doc: ParsedDocument, title: str = ""
+    ) -> Redacted: ...

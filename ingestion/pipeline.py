@@ -7,7 +7,7 @@ points go live (that is a version decision made by the caller under its per-docu
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -110,13 +110,16 @@ class IngestionPipeline:
         self._embed_lock = threading.Lock()
 
     def parse_and_chunk(self, item: VersionInput) -> Chunked:
-        """The tenant's PII policy is applied to the parsed text before chunking, so chunk text,
-        offsets, embeddings and sparse vectors only ever see the redacted text."""
+        """The tenant's PII policy is applied to the parsed text and the title before chunking,
+        so chunk text, offsets, titles, embeddings and sparse vectors only see redacted text."""
         parsed = self._parser.parse(item.data, item.filename, item.content_type)
         if self._redactor is None:
             return Chunked(item, parsed, self._chunker.chunk(parsed))
         ref = item.ref
-        redacted = self._redactor.redact(ref.tenant_id, ref.doc_id, ref.version, parsed)
+        title = item.meta.title or ""
+        redacted = self._redactor.redact(ref.tenant_id, ref.doc_id, ref.version, parsed, title)
+        if redacted.title != title:
+            item = replace(item, meta=item.meta.model_copy(update={"title": redacted.title}))
         return Chunked(item, redacted.document, self._chunker.chunk(redacted.document))
 
     def embed(self, batch: list[Chunked]) -> list[PreparedVersion]:

@@ -166,7 +166,7 @@ class PiiVault:
 
     # ---- ingest ------------------------------------------------------------------------------
 
-    def redact(self, tenant_id: str, doc_id: str, version: int, doc: ParsedDocument) -> Redacted:
+    def redact(self, tenant_id: str, doc_id: str, version: int, doc: ParsedDocument, title: str = "") -> Redacted:
         policy = self.policy(tenant_id).policy
         for attempt in range(3):
             try:
@@ -179,7 +179,7 @@ class PiiVault:
                             tokens[mac] = self._token(s, tenant_id, f, mac)
                         return tokens[mac]
 
-                    result = redact_document(doc, policy, tokenize)
+                    result = redact_document(doc, policy, tokenize, title)
                     self._record(s, tenant_id, doc_id, version, result.findings, policy, tokens)
                 return result
             except IntegrityError:  # another job stored the same new value first: its token wins

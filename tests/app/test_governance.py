@@ -4,6 +4,7 @@ retention purge and erasure (by document and by data subject). Real engine, real
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import secrets
@@ -209,6 +210,24 @@ def test_key_file_first_writer_wins_and_a_bad_key_is_refused(tmp_path: Path, mon
         path.write_text(bad)
         with pytest.raises(ValueError, match="32-byte key"):
             pii_vault._key_file(path)
+
+
+def test_a_title_carrying_pii_is_redacted_like_the_text(setup) -> None:  # type: ignore[no-untyped-def]
+    """A file name is the default title, and the title is copied onto every chunk and into prompts."""
+    api, container = setup
+    set_policy(api, email="tokenize")
+    doc = api.ingest("complaint.txt", "The blue kettle arrived with a cracked lid.", acl=["tenant:*"],
+                     title=f"Complaint from {EMAIL} about a kettle")
+    points = engine_points(container, doc["document_id"])
+    assert points and all(EMAIL not in p["title"] and TOKEN.search(p["title"]) for p in points)
+    hits = api.search("blue kettle cracked lid")
+    assert hits and EMAIL not in hits[0]["title"] and TOKEN.search(hits[0]["title"])
+    listed = api.client.get(f"/v1/documents/{doc['document_id']}", headers=api.headers).json()
+    assert EMAIL not in listed["title"] and listed["pii_counts"] == {"email": 1}
+    # the title's value is in the vault like the text's: erasure by subject finds the document
+    r = api.client.post("/v1/admin/erasure", headers=api.headers, json={"subject": EMAIL, "dry_run": True})
+    assert r.status_code == 200, r.text
+    assert doc["document_id"] in json.dumps(r.json())
 
 
 def test_mask_replaces_values_with_placeholders_and_keeps_nothing(setup) -> None:  # type: ignore[no-untyped-def]
