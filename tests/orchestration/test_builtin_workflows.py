@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from core.errors import Conflict, NotFound, PermissionDenied
-from core.models import Principal, Role
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.models import Principal, RetrievedChunk, Role
 from orchestration.answers import AnswerService
 from orchestration.grounded import NOT_FOUND
 from orchestration.providers.extractive import ExtractiveProvider
@@ -62,6 +63,23 @@ def test_support_assistant_gathers_the_customers_history_as_analysis_sources(tmp
     assert analysis.get("answer") and set(sources) <= {"leave", "t-17", "expenses", "security"}
     run = svc.engine.get_run(result.run_id, AGENT).run
     assert run.version == 2
+
+
+def test_support_assistant_without_a_customer_history_gatherer_still_answers(tmp_path: Path) -> None:
+    class NoHistoryGatherer(FakeRetriever):
+        async def __call__(self, principal: Principal, query: str, **kw: Any) -> list[RetrievedChunk]:
+            if kw.get("gatherers") == ["customer_history"]:
+                raise InvalidInput("unknown gatherer 'customer_history'")  # an operator's own gatherers file
+            return await super().__call__(principal, query, **kw)
+
+    svc = AnswerService(NoHistoryGatherer(), ExtractiveProvider(), sql_store(tmp_path))
+    result = asyncio.run(
+        svc.answer(AGENT, "How many days of paid annual leave do employees receive?", workflow="support_assistant",
+                   inputs={"customer_id": "c42"})
+    )
+    assert result.status == "succeeded" and "25 days" in result.answer
+    events = {e.step_id: e for e in svc.engine.store.events(result.run_id) if e.kind == "completed"}
+    assert events["history"].output == {"query": "", "count": 0, "chunks": [], "fallback": True}
 
 
 def test_support_assistant_confident_draft_needs_no_review(tmp_path: Path) -> None:
