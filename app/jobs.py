@@ -114,6 +114,22 @@ class ThreadJobRunner:
             t.join()
 
 
+def requeue_active(
+    sessions: sessionmaker[Session], table: Any, enqueue: Callable[[str], None],
+    active: tuple[str, ...] = ("queued", "running"),
+) -> int:
+    """Runs of `table` (a row with a `status`) that a previous process left active go back to
+    `queued` and into the queue; the caller's runner must be safe to run them again."""
+    with sessions.begin() as s:
+        rows = s.scalars(select(table).where(table.status.in_(active))).all()
+        ids = [r.id for r in rows]
+        for r in rows:
+            r.status = "queued"
+    for run_id in ids:
+        enqueue(run_id)
+    return len(ids)
+
+
 class JobRetry:
     """`POST /v1/jobs/{id}/retry` for every kind: a failed job goes back to its queue under the
     same id (ingest reuses the stored original; a sync, evaluation or tuning run starts over; a

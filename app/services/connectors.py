@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.jobs import requeue_active
 from app.services.connector_models import (
     ConnectorCreate,
     ConnectorPublic,
@@ -193,14 +194,7 @@ class ConnectorService:
     def recover(self) -> int:
         """Syncs a previous process left queued or running go back in the queue; a sync is
         safe to run again (unchanged items are skipped by fingerprint)."""
-        with self._sessions.begin() as s:
-            runs = s.scalars(select(ConnectorSync).where(ConnectorSync.status.in_(ACTIVE))).all()
-            ids = [r.id for r in runs]
-            for r in runs:
-                r.status = "queued"
-        for sync_id in ids:
-            self._enqueue(sync_id)
-        return len(ids)
+        return requeue_active(self._sessions, ConnectorSync, self._enqueue, ACTIVE)
 
     # ---- reconciliation -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
@@ -28,6 +29,8 @@ from core.models import DocumentMetadata, Principal, SearchFilters, UtcDateTime
 from core.tables import Document
 from core.tables_evals import EvalDataset
 from retrieval.evaluation.beir import BeirDataset, load_beir
+
+T = TypeVar("T")
 
 _QRELS = re.compile(r"(?:^|/)qrels/([^/]+)\.tsv$|^([^/]+)\.tsv$")
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
@@ -209,6 +212,18 @@ class EvalDatasetService:
         if row is None or row.tenant_id != principal.tenant_id or not visible(principal, row.acl):
             raise NotFound(f"evaluation dataset {dataset_id!r} not found")
         return row
+
+    def load_child(self, s: Session, principal: Principal, table: type[T], row_id: str, what: str) -> T:
+        """A row that belongs to a dataset (an evaluation run, a tuning proposal): visible to
+        whoever may see its dataset, in the principal's tenant; 404 otherwise."""
+        row: Any = s.get(table, row_id)
+        if row is None or row.tenant_id != principal.tenant_id:
+            raise NotFound(f"{what} {row_id!r} not found")
+        try:
+            self.load(principal, row.dataset_id)
+        except NotFound:
+            raise NotFound(f"{what} {row_id!r} not found") from None
+        return cast(T, row)
 
     def document_states(self, row: EvalDataset) -> dict[str, int]:
         if row.source is None:

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
+from app.jobs import requeue_active
 from app.services import eval_scoring as scoring
 from app.services.eval_datasets import EvalDatasetService, doc_prefix
 from app.services.eval_search import ConfigSearch, EvalConfig
@@ -55,14 +56,7 @@ class EvalJobs:
         self._stop.set()
 
     def recover(self) -> int:
-        with self._sessions.begin() as s:
-            runs = s.scalars(select(EvalRun).where(EvalRun.status.in_(("queued", "running")))).all()
-            ids = [r.id for r in runs]
-            for r in runs:
-                r.status = "queued"
-        for run_id in ids:
-            self._enqueue(run_id)
-        return len(ids)
+        return requeue_active(self._sessions, EvalRun, self._enqueue)
 
     def run_jobs(self, run_ids: list[str]) -> None:
         for run_id in run_ids:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.services import eval_scoring as scoring
 from app.services.eval_datasets import EvalDatasetService
 from app.services.eval_search import DEFAULT_CONFIGS, EvalConfig, resolve_configs
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidInput, PermissionDenied
 from core.models import Principal, UtcDateTime
 from core.tables import Job
 from core.tables_evals import EvalDataset, EvalQueryResult, EvalRun
@@ -137,14 +137,7 @@ class EvalService:
     # ---- read -----------------------------------------------------------------------------
 
     def _load(self, s: Session, principal: Principal, run_id: str) -> EvalRun:
-        run = s.get(EvalRun, run_id)
-        if run is None or run.tenant_id != principal.tenant_id:
-            raise NotFound(f"evaluation run {run_id!r} not found")
-        try:
-            self.datasets.load(principal, run.dataset_id)
-        except NotFound:
-            raise NotFound(f"evaluation run {run_id!r} not found") from None
-        return run
+        return self.datasets.load_child(s, principal, EvalRun, run_id, "evaluation run")
 
     def get(self, principal: Principal, run_id: str) -> EvalRunPublic:
         with self._sessions() as s:

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.jobs import requeue_active
 from app.services._index_generations import Generations
 from app.services._sync_state import set_job
 from app.services.blobs import BlobStore
@@ -206,14 +207,7 @@ class ReindexService:
 
     def recover(self) -> int:
         """In-process mode: a run a previous process left active starts over."""
-        with self._sessions.begin() as s:
-            runs = s.scalars(select(ReindexRun).where(ReindexRun.status.in_(_ACTIVE))).all()
-            ids = [r.id for r in runs]
-            for r in runs:
-                r.status = "queued"
-        for run_id in ids:
-            self._dispatch(run_id)
-        return len(ids)
+        return requeue_active(self._sessions, ReindexRun, self._dispatch, _ACTIVE)
 
     def stop(self) -> None:
         self._stop.set()

@@ -29,9 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.jobs import requeue_active
 from app.services.eval_datasets import EvalDatasetService, doc_prefix
 from app.services.eval_search import distinct_docs
-from core.errors import CairnError, Conflict, InvalidInput, NotFound, PermissionDenied
+from core.errors import CairnError, Conflict, InvalidInput, PermissionDenied
 from core.models import Principal, Role, SearchFilters, UtcDateTime
 from core.tables import Job, utcnow
 from core.tables_evals import EvalDataset
@@ -263,14 +264,7 @@ class TuningService:
 
     def _load(self, s: Session, principal: Principal, proposal_id: str) -> TuningProposal:
         """Visible to whoever may see its dataset (as evaluation runs are); 404 otherwise."""
-        row = s.get(TuningProposal, proposal_id)
-        if row is None or row.tenant_id != principal.tenant_id:
-            raise NotFound(f"tuning proposal {proposal_id!r} not found")
-        try:
-            self._datasets.load(principal, row.dataset_id)
-        except NotFound:
-            raise NotFound(f"tuning proposal {proposal_id!r} not found") from None
-        return row
+        return self._datasets.load_child(s, principal, TuningProposal, proposal_id, "tuning proposal")
 
     def get(self, principal: Principal, proposal_id: str) -> TuningProposalPublic:
         with self._sessions() as s:
@@ -339,14 +333,7 @@ class TuningService:
         self._stop.set()
 
     def recover(self) -> int:
-        with self._sessions.begin() as s:
-            rows = s.scalars(select(TuningProposal).where(TuningProposal.status.in_(("queued", "running")))).all()
-            ids = [r.id for r in rows]
-            for r in rows:
-                r.status = "queued"
-        for proposal_id in ids:
-            self._enqueue(proposal_id)
-        return len(ids)
+        return requeue_active(self._sessions, TuningProposal, self._enqueue)
 
     def run_jobs(self, ids: list[str]) -> list[str]:
         """Runs the tuning jobs among `ids` (they share the evaluation queue); returns the rest."""
