@@ -157,8 +157,7 @@ class KeyStore:
         with self._sessions() as s:
             for row in s.scalars(select(ApiKey)):
                 keys, admins = out.get(row.tenant_id, (0, 0))
-                usable = row.revoked_at is None and (row.expires_at is None or _aware(row.expires_at) > now)
-                out[row.tenant_id] = (keys + 1, admins + int(usable and row.role == Role.admin.value))
+                out[row.tenant_id] = (keys + 1, admins + int(_usable(row, now) and row.role == Role.admin.value))
         return out
 
     # ---- administration (always within one tenant) -------------------------------------------
@@ -259,7 +258,7 @@ class KeyStore:
             .where(ApiKey.tenant_id == row.tenant_id, ApiKey.role == Role.admin.value, ApiKey.revoked_at.is_(None))
             .with_for_update()
         ).all()
-        others = [a for a in admins if a.id != row.id and (a.expires_at is None or _aware(a.expires_at) > now)]
+        others = [a for a in admins if a.id != row.id and _usable(a, now)]
         if not others:
             what = what or ("revoke" if role_after is None else "demote")
             raise LastAdminKey(
@@ -285,6 +284,11 @@ def _public(row: ApiKey, last_used_at: datetime | None, grace_until: datetime | 
         expires_at=row.expires_at, revoked_at=row.revoked_at, last_used_at=last_used_at, grace_until=grace_until,
         permissions=list(row.permissions or []),
     )
+
+
+def _usable(row: ApiKey, now: datetime) -> bool:
+    """Not revoked and not expired: a key that authenticates now."""
+    return row.revoked_at is None and (row.expires_at is None or _aware(row.expires_at) > now)
 
 
 def _check_future(expires_at: datetime | None) -> None:
