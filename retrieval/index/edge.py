@@ -258,8 +258,8 @@ class EdgeIndex:
         return [_hit(p) for p in found]
 
     def query_batch(self, queries: Sequence[IndexQuery]) -> list[list[IndexHit]]:
-        """One engine call for several queries (the engine plans them as one pass over the
-        segments, and the GIL is taken once instead of once per query)."""
+        """One engine call for several queries: the GIL is taken once instead of once per query.
+        The engine still runs them one after another (a batch costs the sum of its queries)."""
         if not queries:
             return []
         requests = [self._request(q) for q in queries]
