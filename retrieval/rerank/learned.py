@@ -1,10 +1,15 @@
 """The default reranker: a linear learning-to-rank model over cheap features.
 
 No cross-encoder weights can be shipped or downloaded, so the default has to earn its keep from
-signals the query path already has: per-stage scores (dense cosine, BM25) that rank fusion throws
-away, and lexical evidence (coverage, bigrams, proximity, title) that neither stage models. A linear
-model keeps it explainable (`scores["rerank"]` is a weighted sum of named features), makes it cost
-a few milliseconds per query, and lets it be trained with numpy alone (`fit_pairwise`).
+signals the query path already has: per-stage scores (dense cosine, BM25) that fusion throws away
+(RRF) or weighs one fixed way (DBSF), and lexical evidence (coverage, bigrams, proximity, title)
+that neither stage models. A linear model keeps it explainable (`scores["rerank"]` is a weighted sum
+of named features), makes it cost a few milliseconds per query, and lets it be trained with numpy
+alone (`fit_pairwise`).
+
+The shipped weights are fitted on SciFact train, on the lists production hands the reranker
+(benchmarks/train_reranker.py records them from `RetrievalService` over the embedded engine): the
+DBSF-fused top 30 (rerank_depth) of hybrid requests, and BM25-only and dense-only lists.
 
 Two weight sets ship in `default_weights.json`: `full` for candidates that carry their stage
 scores, and `text_only` for candidates that do not (e.g. a fused engine query that returns only the
@@ -119,6 +124,20 @@ def load_models(path: Path) -> dict[str, LinearRankModel]:
     return {k: LinearRankModel.from_json(v) for k, v in data["models"].items()}
 
 
+def chunk_features(
+    query: str, chunks: Sequence[RetrievedChunk], dense_key: str = "dense", sparse_key: str = "sparse"
+) -> tuple[FloatArray, bool]:
+    """The feature matrix the reranker scores, and whether any chunk carries a stage score (which
+    picks the `full` model over `text_only`). Training calls this too, so the model learns from
+    exactly what it will be given."""
+    candidates = [
+        Candidate(text=c.text, title=c.title, dense=c.scores.get(dense_key), sparse=c.scores.get(sparse_key))
+        for c in chunks
+    ]
+    has_stages = any(c.dense is not None or c.sparse is not None for c in candidates)
+    return extract_features(query, candidates), has_stages
+
+
 class LearnedReranker:
     """Reorders fused candidates with the shipped linear model. Offline, numpy only.
 
@@ -154,18 +173,8 @@ class LearnedReranker:
             return []
         self.warm_up()
         assert self._models is not None
-        candidates = [
-            Candidate(
-                text=c.text,
-                title=c.title,
-                dense=c.scores.get(self._dense_key),
-                sparse=c.scores.get(self._sparse_key),
-            )
-            for c in chunks
-        ]
-        has_stages = any(c.dense is not None or c.sparse is not None for c in candidates)
-        model = self._models["full" if has_stages else "text_only"]
-        scores = model.score(extract_features(query, candidates))
+        features, has_stages = chunk_features(query, chunks, self._dense_key, self._sparse_key)
+        scores = self._models["full" if has_stages else "text_only"].score(features)
         order = np.argsort(-scores, kind="stable")
         if top_k is not None:
             order = order[:top_k]

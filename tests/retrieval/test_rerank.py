@@ -20,7 +20,7 @@ from retrieval.rerank.features import (
     proximity,
     tokenize,
 )
-from retrieval.rerank.learned import fit_pairwise, load_models, save_models
+from retrieval.rerank.learned import chunk_features, fit_pairwise, load_models, save_models
 
 
 def chunk(i: int, text: str, title: str = "", **scores: float) -> RetrievedChunk:
@@ -93,6 +93,19 @@ def test_fit_pairwise_learns_the_informative_feature(tmp_path: Path) -> None:
     save_models(tmp_path / "w.json", {"full": model, "text_only": model})
     again = load_models(tmp_path / "w.json")["full"]
     np.testing.assert_allclose(again.score(groups[0][0]), model.score(groups[0][0]))
+
+
+@pytest.mark.unit
+def test_chunk_features_are_what_training_and_reranking_share() -> None:
+    chunks = [chunk(0, "vitamin d deficiency causes rickets", "Vitamin D", dense=0.8, sparse=10.0), chunk(1, "cars")]
+    x, has_stages = chunk_features("vitamin d rickets", chunks)
+    expected = extract_features(
+        "vitamin d rickets",
+        [Candidate("vitamin d deficiency causes rickets", "Vitamin D", dense=0.8, sparse=10.0), Candidate("cars")],
+    )
+    np.testing.assert_array_equal(x, expected)
+    assert has_stages
+    assert chunk_features("rickets", [chunk(0, "rickets"), chunk(1, "cars")])[1] is False  # -> text_only model
 
 
 # ---- the default reranker ------------------------------------------------------------------
