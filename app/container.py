@@ -368,6 +368,10 @@ class Container:
     def start(self) -> None:
         migrate(self.engine)
         self.new_admin_key = self._bootstrap_admin()
+        if self.settings.embedding.torch_threads:
+            import torch  # process-wide: every later torch call in this process uses it
+
+            torch.set_num_threads(self.settings.embedding.torch_threads)
         self.embedder.warm_up()
         self.parser.warm_up()
         if hasattr(self.generations, "attach"):  # embedded: open the generation the alias names

