@@ -288,6 +288,9 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ("ingest", "jobs"),
 
                 torch.set_num_threads(settings.jobs.worker_torch_threads)
             WorkerContext.get(settings).warm_model()  # load the model before taking the first task
+            from app.cli import freeze_startup_objects
+
+            freeze_startup_objects()
             argv = ["worker", "--pool=solo", "-Q", QUEUE, "--hostname=cairn-ingest@%h"]
         else:
             argv = ["worker", "--pool=threads", f"--concurrency={concurrency}", "-Q", JOBS_QUEUE,

@@ -40,6 +40,7 @@ from _scifact import (
     service_for,
 )
 
+from app.cli import freeze_startup_objects
 from retrieval.embedder import SentenceTransformerEmbedder
 from retrieval.sparse import Bm25SparseEncoder
 
@@ -108,6 +109,7 @@ def main() -> None:
         index = build_engine(Path(tmp) / "shard", tag(points))
         try:
             service = service_for(searcher_for(index, embedder, sparse))
+            freeze_startup_objects()  # as `cairn serve` does once loaded
             result = {
                 "plain": asyncio.run(run(service, texts, rerank=False)),
                 "rerank": asyncio.run(run(service, texts, rerank=True)),
