@@ -114,6 +114,28 @@ class ThreadJobRunner:
             t.join()
 
 
+def set_job(
+    s: Session,
+    job_id: str,
+    state: str,
+    progress: float | None = None,
+    error: str | None = None,
+    finished: bool = False,
+) -> None:
+    """Mirror a run's state onto its job row (what `GET /v1/jobs/{id}` reads); `progress` None
+    leaves it as it is. One helper for sync, eval, tuning and reindex runs."""
+    job = s.get(Job, job_id)
+    if job is None:
+        return
+    job.state, job.updated_at = state, utcnow()
+    if progress is not None:
+        job.progress = progress
+    if error is not None:
+        job.error = error
+    if finished:
+        job.finished_at = utcnow()
+
+
 def requeue_active(
     sessions: sessionmaker[Session], table: Any, enqueue: Callable[[str], None],
     active: tuple[str, ...] = ("queued", "running"),

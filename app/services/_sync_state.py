@@ -6,10 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from app.services.connector_models import MAX_REPORTED_ERRORS
-from core.tables import Job, utcnow
 
 
 @dataclass
@@ -38,13 +35,3 @@ class SyncRun:
             self.errors.append({"external_id": external_id, "reason": reason})
 
 
-def set_job(s: Session, job_id: str, state: str, progress: float, error: str | None = None,
-             finished: bool = False) -> None:
-    job = s.get(Job, job_id)
-    if job is None:
-        return
-    job.state, job.progress, job.updated_at = state, progress, utcnow()
-    if error is not None:
-        job.error = error
-    if finished:
-        job.finished_at = utcnow()

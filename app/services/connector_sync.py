@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.services._sync_state import Known, SyncRun, set_job
+from app.jobs import set_job
+from app.services._sync_state import Known, SyncRun
 from app.services.connectors import connector_doc_id, owner_principal
 from app.services.documents import DocumentService, SubmitResult, Upload
 from core.connectors import SourceDocument, SourceFailure, SyncCheckpoint

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
-from app.jobs import requeue_active
+from app.jobs import requeue_active, set_job
 from app.services import eval_scoring as scoring
 from app.services.eval_datasets import EvalDatasetService, doc_prefix
 from app.services.eval_search import ConfigSearch, EvalConfig
@@ -86,7 +86,7 @@ class EvalJobs:
             dataset = s.get(EvalDataset, run.dataset_id)
             if dataset is not None:
                 run.status = "running"  # claimed, in the same transaction as the check
-                _update_job(s, run_id, "running", progress=0.0)
+                set_job(s, run_id, "running", progress=0.0)
         if dataset is None:
             self._fail(run_id, "the dataset was deleted before the run started")
             return
@@ -166,7 +166,7 @@ class EvalJobs:
             s.add_all(rows)
             run.summary, run.regressions = summary, regressions
             run.status, run.duration_s, run.finished_at = "succeeded", round(duration_s, 3), utcnow()
-            _update_job(s, run_id, "succeeded", progress=1.0, finished=True)
+            set_job(s, run_id, "succeeded", progress=1.0, finished=True)
         metrics.record_eval_run(dataset.id, summary, duration_s, "succeeded", regressed=bool(regressions))
         if regressions:
             log.warning("evaluation run %s regressed against baseline %s: %s", run_id, run.baseline_id, regressions)
@@ -176,30 +176,15 @@ class EvalJobs:
             run = s.get(EvalRun, run_id)
             if run is not None:
                 run.status = status
-            _update_job(s, run_id, status, progress=progress)
+            set_job(s, run_id, status, progress=progress)
 
     def _fail(self, run_id: str, reason: str) -> None:
         with self._sessions.begin() as s:
             run = s.get(EvalRun, run_id)
             if run is not None:
                 run.status, run.error, run.finished_at = "failed", reason, utcnow()
-            _update_job(s, run_id, "failed", error=reason, finished=True)
+            set_job(s, run_id, "failed", error=reason, finished=True)
         metrics.record_eval_run(None, {}, 0.0, "failed", regressed=False)
-
-
-def _update_job(
-    s: Session, job_id: str, state: str, progress: float | None = None, error: str | None = None, finished: bool = False
-) -> None:
-    job = s.get(Job, job_id)
-    if job is None:
-        return
-    job.state, job.updated_at = state, utcnow()
-    if progress is not None:
-        job.progress = progress
-    if error is not None:
-        job.error = error
-    if finished:
-        job.finished_at = utcnow()
 
 
 def _id_mapper(dataset: EvalDataset) -> Callable[[str], str]:

@@ -35,9 +35,8 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.jobs import requeue_active
+from app.jobs import requeue_active, set_job
 from app.services._index_generations import Generations
-from app.services._sync_state import set_job
 from app.services.blobs import BlobStore
 from core.errors import CairnError, Conflict, NotFound
 from core.models import AccessScope, DocumentMetadata, IndexFilter, JobState, MatchAny, Principal, UtcDateTime

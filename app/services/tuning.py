@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.jobs import requeue_active
+from app.jobs import requeue_active, set_job
 from app.services.eval_datasets import EvalDatasetService, doc_prefix
 from app.services.eval_search import distinct_docs
 from core.errors import CairnError, Conflict, InvalidInput, PermissionDenied
@@ -392,7 +392,7 @@ class TuningService:
             stored.current_train_score, stored.current_holdout_score = current_train, current_holdout
             stored.trials = [t.model_dump() for t in trials]
             stored.status, stored.finished_at = "succeeded", utcnow()
-            _update_job(s, proposal_id, "succeeded", 1.0)
+            set_job(s, proposal_id, "succeeded", 1.0, finished=True)
 
     def _ranker(self, principal: Principal, dataset: EvalDataset) -> _Ranker:
         return _Ranker(self._retrieval, principal, dataset)
@@ -402,14 +402,14 @@ class TuningService:
             row = s.get(TuningProposal, proposal_id)
             if row is not None:
                 row.status = status
-            _update_job(s, proposal_id, status, progress)
+            set_job(s, proposal_id, status, progress)
 
     def _fail(self, proposal_id: str, reason: str) -> None:
         with self._sessions.begin() as s:
             row = s.get(TuningProposal, proposal_id)
             if row is not None:
                 row.status, row.error, row.finished_at = "failed", reason, utcnow()
-            _update_job(s, proposal_id, "failed", None, error=reason)
+            set_job(s, proposal_id, "failed", error=reason, finished=True)
 
 
 class _Ranker:
@@ -438,19 +438,6 @@ class _Ranker:
             )  # fmt: skip
             ranked[qid] = [self._to_dataset_id(d) for d in distinct_docs([c.doc_id for c in result.chunks], 10)]
         return evaluate_run(ranked, {q: self._qrels[q] for q in query_ids}, ks=[10], metrics=["ndcg"])[METRIC]
-
-
-def _update_job(s: Session, job_id: str, state: str, progress: float | None, error: str | None = None) -> None:
-    job = s.get(Job, job_id)
-    if job is None:
-        return
-    job.state, job.updated_at = state, utcnow()
-    if progress is not None:
-        job.progress = progress
-    if error is not None:
-        job.error = error
-    if state in ("succeeded", "failed"):
-        job.finished_at = utcnow()
 
 
 def _public(row: TuningProposal, progress: float) -> TuningProposalPublic:
