@@ -28,19 +28,11 @@ from core.models import Principal, Role
 from core.settings import LimitsSettings
 from tests.app.api import ADMIN, Api
 from tests.app.conftest import free_port
-from tests.app.test_celery_jobs import RedisServer
+from tests.app.test_celery_jobs import redis_server  # noqa: F401  (fixture)
 from tests.app.test_postgres import pg_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -199,7 +191,7 @@ def test_two_api_processes_share_one_limit_through_redis(redis_server, server_pr
         assert replica.count(200) >= 4  # both replicas served, and counted into the same limit
 
 
-def test_redis_outage_fails_open_with_a_warning(make_container, redis_server, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_redis_outage_fails_open_with_a_warning(make_container, redis_server, caplog) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     container = make_container(redis_url=redis_server.url, limits=LimitsSettings(per_key_per_minute=2))
     with TestClient(create_app(container=container)) as client:
         api = Api(client)
