@@ -198,7 +198,7 @@ class Container:
         )
         self.job_eta = JobEta(MemoryThroughput())
         self.runner = ThreadJobRunner(self._run_jobs, threads=settings.ingestion.worker_threads,
-                                      on_batch=lambda n, t0, dt: self.job_eta.log.record("ingest", n, t0, dt))
+                                      throughput=self.job_eta.log)
         enqueue, admit = self._build_dispatch()
         self.documents = DocumentService(
             self.sessions, BlobStore(settings.data_dir / "blobs"), self.pipeline, self.index, enqueue, admit,

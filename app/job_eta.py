@@ -1,12 +1,15 @@
 """Progress and ETA of jobs, from observed throughput.
 
-Whoever runs a batch of jobs (a worker thread, a Celery task) records one sample: how many jobs,
-when it started, how long it took. Throughput is jobs done per second of *busy time* — the
-union of the recent samples' intervals — so parallel workers (overlapping intervals) raise it
-and idle gaps do not lower it; worker count is thus measured, not configured. An ingest job's
-ETA is the number of active ingest jobs up to and including it (its queue position) divided by
-that throughput. Syncs wait for their ingest jobs, so theirs is that of their last pending
-one; reindex and evaluation runs extrapolate their own done/total over elapsed time.
+Whoever runs a batch of jobs (a worker thread, a Celery task) announces it when it starts and,
+when it ends, records one sample: how many jobs, when it started, how long it took. Throughput
+is jobs done per second of *busy time* — the union of the recent samples' intervals — so
+parallel workers (overlapping intervals) raise it and idle gaps do not lower it; worker count
+is thus measured, not configured. An ingest job's ETA is the work up to and including it (its
+queue position, in jobs) less what the batches now running have done so far (throughput times
+how long they have run, at most their size), divided by that throughput: a job inside a long
+batch sees its ETA count down rather than stand still until the whole batch lands. Syncs wait
+for their ingest jobs, so theirs is that of their last pending one; reindex and evaluation runs
+extrapolate their own done/total over elapsed time.
 `eta_s` is null when there is nothing to go on (no recent sample, no progress yet).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -47,10 +51,24 @@ class Progress:
     eta_s: float | None
 
 
+@dataclass(frozen=True)
+class Batch:
+    kind: str
+    token: str
+    jobs: int
+    started: float  # unix seconds
+
+
 class ThroughputLog(Protocol):
-    def record(self, kind: str, jobs: int, started: float, seconds: float) -> None: ...
+    def begin(self, kind: str, jobs: int) -> Batch:
+        """A batch starts running: it counts as in flight until `end`."""
+
+    def end(self, batch: Batch, ok: bool = True) -> None:
+        """It stopped; only a batch that completed (`ok`) becomes a throughput sample."""
 
     def samples(self, kind: str) -> list[Sample]: ...
+
+    def running(self, kind: str) -> list[Batch]: ...
 
 
 class MemoryThroughput:
@@ -58,15 +76,29 @@ class MemoryThroughput:
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[Sample]] = {}
+        self._running: dict[str, Batch] = {}
         self._lock = threading.Lock()
 
-    def record(self, kind: str, jobs: int, started: float, seconds: float) -> None:
+    def begin(self, kind: str, jobs: int) -> Batch:
+        batch = Batch(kind, secrets.token_hex(8), jobs, time.time())
         with self._lock:
-            self._samples.setdefault(kind, deque(maxlen=_KEEP)).append(Sample(jobs, started, seconds))
+            self._running[batch.token] = batch
+        return batch
+
+    def end(self, batch: Batch, ok: bool = True) -> None:
+        with self._lock:
+            self._running.pop(batch.token, None)
+            if ok:
+                sample = Sample(batch.jobs, batch.started, time.time() - batch.started)
+                self._samples.setdefault(batch.kind, deque(maxlen=_KEEP)).append(sample)
 
     def samples(self, kind: str) -> list[Sample]:
         with self._lock:
             return list(self._samples.get(kind, ()))
+
+    def running(self, kind: str) -> list[Batch]:
+        with self._lock:
+            return [b for b in self._running.values() if b.kind == kind]
 
 
 class RedisThroughput:
@@ -75,10 +107,23 @@ class RedisThroughput:
     def __init__(self, client: Any) -> None:
         self._redis = client
 
-    def record(self, kind: str, jobs: int, started: float, seconds: float) -> None:
-        key = f"cairn:throughput:{kind}"
-        self._redis.lpush(key, json.dumps([jobs, started, seconds]))
-        self._redis.ltrim(key, 0, _KEEP - 1)
+    def begin(self, kind: str, jobs: int) -> Batch:
+        batch = Batch(kind, secrets.token_hex(8), jobs, time.time())
+        key = f"cairn:running:{kind}"
+        pipe = self._redis.pipeline()
+        pipe.hset(key, batch.token, json.dumps([jobs, batch.started]))
+        pipe.expire(key, int(WINDOW_S))  # a killed worker's entry does not outlive the window
+        pipe.execute()
+        return batch
+
+    def end(self, batch: Batch, ok: bool = True) -> None:
+        pipe = self._redis.pipeline()
+        pipe.hdel(f"cairn:running:{batch.kind}", batch.token)
+        if ok:
+            key = f"cairn:throughput:{batch.kind}"
+            pipe.lpush(key, json.dumps([batch.jobs, batch.started, time.time() - batch.started]))
+            pipe.ltrim(key, 0, _KEEP - 1)
+        pipe.execute()
 
     def samples(self, kind: str) -> list[Sample]:
         try:
@@ -86,6 +131,17 @@ class RedisThroughput:
         except Exception:  # an ETA is never worth failing a status read for
             return []
         return [Sample(*json.loads(r)) for r in raw]
+
+    def running(self, kind: str) -> list[Batch]:
+        try:
+            raw = self._redis.hgetall(f"cairn:running:{kind}")
+        except Exception:
+            return []
+        out = []
+        for token, value in raw.items():
+            jobs, started = json.loads(value)
+            out.append(Batch(kind, token.decode() if isinstance(token, bytes) else token, jobs, started))
+        return out
 
 
 def throughput(samples: list[Sample], now: float, window_s: float = WINDOW_S) -> float | None:
@@ -102,6 +158,16 @@ def throughput(samples: list[Sample], now: float, window_s: float = WINDOW_S) ->
     return sum(s.jobs for s in recent) / busy if busy > 0 else None
 
 
+def done_in_flight(running: list[Batch], rate: float | None, now: float, window_s: float = WINDOW_S) -> float:
+    """Jobs the running batches have likely finished by now: throughput times how long they have
+    been running together (the union of their intervals, which all end now), at most their size.
+    A batch older than the window is taken for a dead worker's leftover and ignored."""
+    live = [b for b in running if now - b.started <= window_s]
+    if not live or not rate:
+        return 0.0
+    return min(rate * max(now - min(b.started for b in live), 0.0), float(sum(b.jobs for b in live)))
+
+
 class JobEta:
     def __init__(self, log: ThroughputLog) -> None:
         self.log = log
@@ -111,16 +177,19 @@ class JobEta:
         out: dict[str, Progress] = {}
         ingest_rate = throughput(self.log.samples("ingest"), now)
         queue: list[float] | None = None
+        done = 0.0
         for job in jobs:
             if job.state not in ACTIVE:
                 out[job.id] = _finished(s, job)
-            elif job.kind == "ingest":
-                queue = queue if queue is not None else _ingest_queue(s)
-                ahead = bisect.bisect_right(queue, _ts(job.created_at))
-                out[job.id] = Progress(job.progress, None, None, _eta(max(ahead, 1), ingest_rate))
-            elif job.kind == "sync":
-                queue = queue if queue is not None else _ingest_queue(s)
-                out[job.id] = _sync(s, job, queue, ingest_rate)
+            elif job.kind in ("ingest", "sync"):
+                if queue is None:
+                    queue = _ingest_queue(s)
+                    done = done_in_flight(self.log.running("ingest"), ingest_rate, now)
+                if job.kind == "ingest":
+                    ahead = bisect.bisect_right(queue, _ts(job.created_at))
+                    out[job.id] = Progress(job.progress, None, None, _eta(max(ahead, 1), done, ingest_rate))
+                else:
+                    out[job.id] = _sync(s, job, queue, done, ingest_rate)
             elif job.kind == "reindex":
                 out[job.id] = _reindex(s, job, now)
             else:
@@ -145,8 +214,10 @@ def _ts(value: datetime) -> float:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
 
 
-def _eta(jobs: int, rate: float | None) -> float | None:
-    return round(jobs / rate, 1) if rate else None
+def _eta(jobs: int, done: float, rate: float | None) -> float | None:
+    """Seconds for `jobs` queued up to and including ours, `done` of which running batches have
+    likely finished; an overdue batch leaves half a job's time, never zero (zero means landed)."""
+    return max(round((jobs - done) / rate, 1), round(0.5 / rate, 1), 0.1) if rate else None
 
 
 def _ingest_queue(s: Session) -> list[float]:
@@ -155,7 +226,7 @@ def _ingest_queue(s: Session) -> list[float]:
     return sorted(_ts(r) for r in rows)
 
 
-def _sync(s: Session, job: Job, queue: list[float], rate: float | None) -> Progress:
+def _sync(s: Session, job: Job, queue: list[float], done: float, rate: float | None) -> Progress:
     from core.tables_connectors import ConnectorItem, ConnectorSync
 
     sync = s.get(ConnectorSync, job.id)
@@ -172,7 +243,7 @@ def _sync(s: Session, job: Job, queue: list[float], rate: float | None) -> Progr
     )
     if total is None:
         return Progress(job.progress, done, None, None)
-    eta = 0.0 if pending is None else _eta(max(bisect.bisect_right(queue, _ts(pending)), 1), rate)
+    eta = 0.0 if pending is None else _eta(max(bisect.bisect_right(queue, _ts(pending)), 1), done, rate)
     return Progress(job.progress, done, total, eta)
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.job_eta import ThroughputLog
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.models import JobState, Principal, Role
 from core.tables import Job, utcnow
@@ -27,18 +27,21 @@ _STOP = ""
 
 
 class ThreadJobRunner:
-    """`on_batch(jobs, started, seconds)` is told how long each batch took (ETA estimates)."""
+    """Each batch is announced to `throughput` (if given) while it runs and recorded there when
+    it completes: what job ETAs are estimated from."""
 
     def __init__(
         self,
         run_batch: Callable[[list[str]], None],
         threads: int = 1,
         max_batch: int = 128,
-        on_batch: Callable[[int, float, float], None] | None = None,
+        throughput: ThroughputLog | None = None,
+        kind: str = "ingest",
     ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch
-        self._on_batch = on_batch
+        self._throughput = throughput
+        self._kind = kind
         self._queue: queue.Queue[str] = queue.Queue()
         self._busy = 0
         self._lock = threading.Lock()
@@ -68,15 +71,17 @@ class ThreadJobRunner:
             for _ in range(stops - 1):
                 self._queue.put(_STOP)  # one stop marker per worker: hand the extras back
             jobs = [j for j in batch if j != _STOP]
-            started, t0 = time.time(), time.perf_counter()
+            running = self._throughput.begin(self._kind, len(jobs)) if jobs and self._throughput else None
+            ok = False
             try:
                 if jobs:
                     self._run_batch(jobs)
-                    if self._on_batch is not None:
-                        self._on_batch(len(jobs), started, time.perf_counter() - t0)
+                    ok = True
             except Exception:  # the service records each job's failure; this keeps the worker alive
                 log.exception("job batch %s crashed", jobs)
             finally:
+                if running is not None and self._throughput is not None:
+                    self._throughput.end(running, ok)
                 with self._lock:
                     self._busy -= len(jobs)
                     self._idle.notify_all()

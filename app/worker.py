@@ -28,7 +28,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -240,14 +239,23 @@ def ingest(self: Any, job_ids: list[str]) -> None:
     """Task `cairn.ingest` (registered by make_celery)."""
     ctx = WorkerContext.get(self.app.conf.cairn_settings)
     ctx.warm_model()
-    started, t0 = time.time(), time.perf_counter()
 
     def run(ids: list[str]) -> None:
-        ctx.documents.run_jobs(ids, publish=ctx.publish)
         try:
-            ctx.throughput.record("ingest", len(ids), started, time.perf_counter() - t0)
-        except Exception:
+            running = ctx.throughput.begin("ingest", len(ids))
+        except Exception:  # an ETA is never worth failing a batch for
             log.warning("could not record ingest throughput", exc_info=True)
+            running = None
+        ok = False
+        try:
+            ctx.documents.run_jobs(ids, publish=ctx.publish)
+            ok = True
+        finally:
+            if running is not None:
+                try:
+                    ctx.throughput.end(running, ok)
+                except Exception:
+                    log.warning("could not record ingest throughput", exc_info=True)
 
     _run(self, "ingest", job_ids, run, ctx.documents.fail_jobs)
 

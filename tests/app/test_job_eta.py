@@ -3,14 +3,17 @@ observed throughput and queue position; null when nothing has been observed yet.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.job_eta import Sample, throughput
+from app.job_eta import Batch, MemoryThroughput, Sample, _eta, done_in_flight, throughput
+from app.jobs import ThreadJobRunner
 from app.main import create_app
 from tests.app.api import Api
+from tests.app.test_celery_jobs import redis_server  # noqa: F401  (fixture)
 
 
 def test_throughput_counts_busy_time_once_and_ignores_idle_gaps() -> None:
@@ -22,6 +25,50 @@ def test_throughput_counts_busy_time_once_and_ignores_idle_gaps() -> None:
     # an idle minute between two batches does not lower it
     assert throughput([Sample(5, 800, 5), Sample(5, 900, 5)], now) == pytest.approx(1.0)
     assert throughput([Sample(5, 10, 5)], now) is None  # older than the window
+
+
+def test_running_batches_count_down_the_eta_instead_of_freezing_it() -> None:
+    now = 1000.0
+    # 2 jobs/s; 40 queued up to ours, a batch of 30 of them running for 5 s: ~10 done
+    assert done_in_flight([Batch("ingest", "a", 30, 995.0)], 2.0, now) == pytest.approx(10.0)
+    assert _eta(40, 10.0, 2.0) == pytest.approx(15.0)
+    assert _eta(40, done_in_flight([Batch("ingest", "a", 30, 990.0)], 2.0, now), 2.0) == pytest.approx(10.0)
+    # a batch can do no more than its size, and an overdue one leaves a little, never zero
+    assert done_in_flight([Batch("ingest", "a", 30, 900.0)], 2.0, now) == 30.0
+    assert _eta(30, 30.0, 2.0) == pytest.approx(0.2)
+    # two workers' batches run together: their union, not the sum, of running time
+    both = [Batch("ingest", "a", 10, 996.0), Batch("ingest", "b", 10, 998.0)]
+    assert done_in_flight(both, 2.0, now) == pytest.approx(8.0)
+    # nothing observed, or a dead worker's leftover from long ago: nothing is counted done
+    assert done_in_flight([Batch("ingest", "a", 30, 995.0)], None, now) == 0.0
+    assert done_in_flight([Batch("ingest", "a", 30, 10.0)], 2.0, now) == 0.0
+    assert _eta(5, 0.0, None) is None
+
+
+def test_the_job_runner_announces_each_batch_and_samples_only_completed_ones() -> None:
+    log, release = MemoryThroughput(), threading.Event()
+
+    def run(ids: list[str]) -> None:
+        release.wait(10)
+        if "bad" in ids:
+            raise RuntimeError("crash")
+
+    runner = ThreadJobRunner(run, throughput=log)
+    runner.start()
+    for job in ("j1", "j2", "j3"):
+        runner.enqueue(job)
+    deadline = time.monotonic() + 5
+    while not log.running("ingest") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (batch,) = log.running("ingest")
+    assert 1 <= batch.jobs <= 3 and log.samples("ingest") == []
+    release.set()
+    assert runner.wait_idle(10)
+    assert log.running("ingest") == [] and sum(s.jobs for s in log.samples("ingest")) == 3
+    runner.enqueue("bad")
+    assert runner.wait_idle(10)
+    assert log.running("ingest") == [] and sum(s.jobs for s in log.samples("ingest")) == 3
+    runner.shutdown()
 
 
 def _text(i: int) -> str:
@@ -58,3 +105,20 @@ def test_eta_is_present_plausible_and_decreases(make_container) -> None:  # type
         assert last_eta < first_eta, seen  # it goes down as the queue drains
         listed = client.get("/v1/jobs?kind=ingest&limit=5", headers=api.headers).json()["data"]
         assert all({"progress", "eta_s", "done", "total"} <= set(j) for j in listed)
+
+
+@pytest.mark.integration
+def test_workers_share_running_batches_and_samples_through_redis(redis_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    import redis
+
+    from app.job_eta import RedisThroughput
+
+    worker, api = (RedisThroughput(redis.Redis.from_url(redis_server.url)) for _ in range(2))
+    done, failed = worker.begin("ingest", 12), worker.begin("ingest", 3)
+    assert sorted(b.jobs for b in api.running("ingest")) == [3, 12]
+    assert api.running("sync") == [] and api.samples("ingest") == []
+    worker.end(done)
+    worker.end(failed, ok=False)  # a crashed batch is no sample of throughput
+    assert api.running("ingest") == []
+    (sample,) = api.samples("ingest")
+    assert sample.jobs == 12 and 0 <= sample.seconds < 5
