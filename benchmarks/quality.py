@@ -42,6 +42,7 @@ from rank_bm25 import BM25Okapi
 from retrieval.embedder import SentenceTransformerEmbedder
 from retrieval.evaluation import BeirDataset
 from retrieval.evaluation.beir import BeirDocument
+from retrieval.evaluation.metrics import ndcg_at_k
 from retrieval.rerank.features import tokenize
 from retrieval.sparse import Bm25SparseEncoder
 
@@ -72,8 +73,27 @@ async def cairn_run(service: Any, ds: BeirDataset, qids: list[str], to_doc: dict
     return run, round(1000 * spent / len(qids), 3)
 
 
+def paired(a: dict[str, list[str]], b: dict[str, list[str]], qrels: dict[str, dict[str, int]],
+           draws: int = 20_000) -> dict[str, Any]:
+    """Is run b's nDCG@10 gain over run a more than noise? Per-query differences: their mean, a
+    bootstrap 95% interval of it, and a two-sided paired randomization (sign-flip) p-value."""
+    qids = sorted(q for q in qrels if q in a and q in b)
+    d = np.array([ndcg_at_k(b[q], qrels[q], 10) - ndcg_at_k(a[q], qrels[q], 10) for q in qids])
+    rng = np.random.default_rng(0)
+    boot = d[rng.integers(0, len(d), size=(draws, len(d)))].mean(axis=1)
+    flips = (rng.integers(0, 2, size=(draws, len(d))) * 2 - 1) @ d / len(d)
+    return {
+        "mean_gain": round(float(d.mean()), 4),
+        "ci95": [round(float(x), 4) for x in np.percentile(boot, [2.5, 97.5])],
+        "p_randomization": round(float((np.abs(flips) >= abs(d.mean()) - 1e-12).mean()), 4),
+        "queries_up": int((d > 1e-9).sum()),
+        "queries_down": int((d < -1e-9).sum()),
+    }
+
+
 async def evaluate(service: Any, ds: BeirDataset, qids: list[str], to_doc: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    runs: dict[str, dict[str, list[str]]] = {}
     configs = {
         "sparse": {"mode": "sparse", "rerank": False},
         "dense": {"mode": "dense", "rerank": False},
@@ -84,9 +104,15 @@ async def evaluate(service: Any, ds: BeirDataset, qids: list[str], to_doc: dict[
         run, ms = await cairn_run(service, ds, qids, to_doc, top_k=100, **kw)
         out[name] = {**scores(run, ds.qrels), "ms_per_query": ms}
         print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
+        runs[name] = run
         if name.startswith("hybrid"):  # what a user asking for 10 results gets
             run10, _ = await cairn_run(service, ds, qids, to_doc, top_k=10, **kw)
             out[name]["ndcg@10_top_k_10"] = scores(run10, ds.qrels)["ndcg@10"]
+            runs[f"{name} top_k 10"] = run10
+    out["rerank_gain_over_hybrid"] = {
+        "top_k_100": paired(runs["hybrid"], runs["hybrid+rerank"], ds.qrels),
+        "top_k_10": paired(runs["hybrid top_k 10"], runs["hybrid+rerank top_k 10"], ds.qrels),
+    }
     return out
 
 

@@ -16,7 +16,9 @@ BM25-only and dense-only requests (`mode`), whose chunks carry one stage score.
 
 l2 is chosen from a grid by repeated 5-fold cross-validation on train (3 shuffles, queries split
 by fold; score = mean nDCG@10 over the list kinds) unless --l2 is given. The feature sets are
-FULL_FEATURES / TEXT_ONLY_FEATURES in retrieval/rerank/learned.py. `--select` instead runs a
+FULL_FEATURES / STAGES_FEATURES / TEXT_ONLY_FEATURES in retrieval/rerank/learned.py (the
+`full` model adds dense pseudo-relevance feedback from the candidates' stored vectors, which the
+service fetches for the reranker; `stages` is the same without it). `--select` instead runs a
 backward elimination by the same cross-validation and trains on what it keeps (an experiment: the
 sets it prefers on train have not carried over to SciFact test, see docs/decisions.md).
 """
@@ -58,12 +60,13 @@ from retrieval.rerank.features import FEATURE_NAMES
 from retrieval.rerank.learned import (
     DEFAULT_WEIGHTS,
     FULL_FEATURES,
-    STAGE_FEATURES,
+    STAGES_FEATURES,
     TEXT_ONLY_FEATURES,
     LearnedReranker,
     LinearRankModel,
     chunk_features,
     fit_pairwise,
+    load_models,
     save_models,
 )
 from retrieval.rerank.protocol import Reranker
@@ -81,32 +84,44 @@ L2_GRID = (1e-4, 1e-3, 1e-2, 3e-2)
 DROP_TOLERANCE = 0.0005
 
 
+Vectors = Sequence[Sequence[float] | None] | None
+
+
 class Recorder:
-    """A reranker that changes nothing and keeps what it was given, keyed by query text."""
+    """A reranker that changes nothing and keeps what it was given (the chunks and their stored
+    vectors, which the service fetches for it as for the learned reranker), keyed by query text."""
+
+    uses_vectors = True
 
     def __init__(self) -> None:
-        self.seen: dict[str, list[RetrievedChunk]] = {}
+        self.seen: dict[str, tuple[list[RetrievedChunk], Vectors]] = {}
 
     def warm_up(self) -> None:
         pass
 
-    def rerank(self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None) -> list[RetrievedChunk]:
-        self.seen[query] = list(chunks)
+    def rerank(
+        self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None, vectors: Vectors = None
+    ) -> list[RetrievedChunk]:
+        self.seen[query] = (list(chunks), vectors)
         return list(chunks)
 
 
 class Timed:
-    """Wraps a reranker and adds up the time spent in it (features included)."""
+    """Wraps a reranker and adds up the time spent in it (features included; the vector fetch is
+    the service's and is not counted)."""
 
     def __init__(self, inner: Reranker) -> None:
         self.inner, self.spent, self.calls = inner, 0.0, 0
+        self.uses_vectors = getattr(inner, "uses_vectors", False)
 
     def warm_up(self) -> None:
         self.inner.warm_up()
 
-    def rerank(self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None) -> list[RetrievedChunk]:
+    def rerank(
+        self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None, vectors: Vectors = None
+    ) -> list[RetrievedChunk]:
         t0 = time.perf_counter()
-        out = self.inner.rerank(query, chunks, top_k)
+        out = self.inner.rerank(query, chunks, top_k, vectors=vectors)
         self.spent += time.perf_counter() - t0
         self.calls += 1
         return out
@@ -142,9 +157,9 @@ async def record(searcher: Any, ds: BeirDataset, depth: int, top_k: int, **kw: A
     run = await run_service(service(searcher, recorder, rerank_depth=depth), ds, top_k, rerank=True, **kw)
     out: Examples = {}
     for qid, answer in run.items():
-        head = recorder.seen[ds.queries[qid]]
+        head, vectors = recorder.seen[ds.queries[qid]]
         ids = [c.doc_id for c in head]
-        x, _ = chunk_features(ds.queries[qid], head)
+        x, _ = chunk_features(ds.queries[qid], head, vectors=vectors)
         grades = np.array([ds.qrels.get(qid, {}).get(i, 0) for i in ids])
         out[qid] = Example(ids, x, grades, [d for d in answer if d not in set(ids)])
     return out
@@ -259,6 +274,9 @@ async def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     previous = CACHE / "reranker_weights_previous.json"
     shutil.copyfile(DEFAULT_WEIGHTS, previous)
+    old = load_models(previous)
+    if "stages" not in old:  # weights from before the `prf` feature: their `full` uses no vectors
+        save_models(previous, {**old, "stages": old["full"]})
     target = DEFAULT_WEIGHTS if args.write_weights else CACHE / "reranker_weights.json"
 
     sets = {"test": test, "train": train}
@@ -273,9 +291,9 @@ async def main() -> None:
         try:
             searcher = searcher_for(index, embedder, sparse)
             kinds = {name: await record(searcher, train, args.depth, k, **kw) for name, (k, kw) in KINDS.items()}
-            names, text_only_names = FULL_FEATURES, TEXT_ONLY_FEATURES
+            names, stages_names, text_only_names = FULL_FEATURES, STAGES_FEATURES, TEXT_ONLY_FEATURES
             if args.select:
-                pool = [n for n in FEATURE_NAMES if n not in STAGE_FEATURES]
+                pool = list(TEXT_ONLY_FEATURES)
                 names, result["selection_full"] = select(kinds, train.qrels, FEATURE_NAMES, args.l2 or 1e-3)
                 text_only_names, result["selection_text_only"] = select(kinds, train.qrels, pool, args.l2 or 1e-3)
             if args.l2 is None:
@@ -284,29 +302,31 @@ async def main() -> None:
                 l2 = args.l2
             qids = sorted(train.queries)
             t0 = time.perf_counter()
-            model = fit(kinds, qids, names, l2)
-            text_only = fit(kinds, qids, text_only_names, l2)
+            models = {
+                "full": fit(kinds, qids, names, l2),
+                "stages": fit(kinds, qids, stages_names, l2),
+                "text_only": fit(kinds, qids, text_only_names, l2),
+            }
             result["fit_s"] = round(time.perf_counter() - t0, 3)
             save_models(
                 target,
-                {"full": model, "text_only": text_only},
+                models,
                 trained_on=(
                     "SciFact train qrels; the lists production reranks, from RetrievalService over the "
-                    "embedded engine (all-MiniLM-L6-v2 bf16, engine BM25): DBSF top "
-                    f"{args.depth} of top_k=10 and top_k=100 requests, and BM25-only and dense-only lists"
+                    "embedded engine (all-MiniLM-L6-v2 bf16, engine BM25, the stored vectors for `prf`): DBSF "
+                    f"top {args.depth} of top_k=10 and top_k=100 requests, and BM25-only and dense-only lists"
                 ),
                 script="benchmarks/train_reranker.py",
                 l2=l2,
             )
-            result["features"] = {"full": list(names), "text_only": list(text_only_names)}
             result["l2"] = l2
             result["weights"] = {
-                k: dict(zip(m.names, m.weights.round(4).tolist(), strict=True))
-                for k, m in (("full", model), ("text_only", text_only))
+                k: dict(zip(m.names, m.weights.round(4).tolist(), strict=True)) for k, m in models.items()
             }
             result["scifact_train_cv_ndcg@10"] = {
                 "as_fused": {k: round(ndcg10(reranked(None, e, qids), train.qrels), 4) for k, e in kinds.items()},
                 "rerank": cross_validate(kinds, train.qrels, names, l2),
+                "rerank_without_prf": cross_validate(kinds, train.qrels, stages_names, l2),
                 "rerank_text_only": cross_validate(kinds, train.qrels, text_only_names, l2),
             }
             result["scifact_test_top_k_10"] = await compare(searcher, test, target, previous)

@@ -105,4 +105,9 @@ class VectorIndex(Protocol):
         """Points by id, only those visible to `scope`."""
         ...
 
+    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored (unit-length) dense vectors of these chunk ids, only those visible to
+        `scope` (filtered inside the engine); unknown or invisible ids are absent."""
+        ...
+
     def close(self) -> None: ...

@@ -13,6 +13,7 @@ ANDed onto them, so no gatherer and no request value can widen what the principa
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 from core import tracing
 from core.errors import InvalidInput, Unavailable
-from core.models import Principal, RetrievedChunk, SearchFilters
+from core.models import AccessScope, Principal, RetrievedChunk, SearchFilters
 from retrieval.context import ContextWindow, TokenCount, approx_tokens, build_context
 from retrieval.dedupe import Dropped, drop_near_duplicates, mmr
 from retrieval.filters import narrow
@@ -30,6 +31,8 @@ from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGath
 from retrieval.gatherers import BoundGatherer, GathererRegistry
 from retrieval.rerank.protocol import Reranker
 from retrieval.search import EncodedQuery, HybridSearcher, SearchMode
+
+_log = logging.getLogger(__name__)
 
 INDEX = "index"
 
@@ -297,7 +300,7 @@ class RetrievalService:
         if do_rerank:
             assert self._reranker is not None
             head, tail = ranked[: d.rerank_depth], ranked[d.rerank_depth :]
-            ranked = await asyncio.to_thread(self._reranker.rerank, query, head) + tail
+            ranked = await asyncio.to_thread(self._rerank, principal, query, head) + tail
         timings["rerank_ms"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -311,6 +314,20 @@ class RetrievalService:
         if explain:
             result.explain = self._explain(kept, provenance, dropped, timings, per_gatherer, do_rerank)
         return result
+
+    def _rerank(self, principal: Principal, query: str, head: list[RetrievedChunk]) -> list[RetrievedChunk]:
+        """Rerank the head, with its chunks' stored vectors when the reranker uses them (one
+        scoped engine read; chunks from other sources, or a failed read, rerank without)."""
+        assert self._reranker is not None
+        if not (getattr(self._reranker, "uses_vectors", False) and head):
+            return self._reranker.rerank(query, head)
+        vectors: list[list[float] | None] | None = None
+        try:
+            found = self._searcher.index.dense_vectors(AccessScope.of(principal), [c.chunk_id for c in head])
+            vectors = [found.get(c.chunk_id) for c in head]
+        except Exception:
+            _log.warning("could not fetch the candidates' vectors; reranking without them", exc_info=True)
+        return self._reranker.rerank(query, head, vectors=vectors)
 
     def _explain(
         self,

@@ -91,5 +91,8 @@ class AliasedIndex:
     def retrieve(self, scope: AccessScope, ids: Sequence[str]) -> list[IndexHit]:
         return self._call(lambda t: t.retrieve(scope, ids))
 
+    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
+        return self._call(lambda t: t.dense_vectors(scope, ids))
+
     def close(self) -> None:
         self._call(lambda t: t.close())

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qdrant_edge import (
     CountRequest,
@@ -36,6 +36,7 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     Fusion,
+    HasIdCondition,
     IdfParams,
     KeywordIndexParams,
     MatchValue,
@@ -299,3 +300,23 @@ class EdgeIndex:
             records = self._open().retrieve(wanted_ids, with_payload=True, with_vector=False)
         visible = (_hit(r) for r in records if c.is_visible(r.payload, scope))
         return c.in_request_order(visible, wanted)
+
+    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
+        wanted = c.point_ids(ids)
+        if not wanted:
+            return {}
+        f = c.scoped(scope)
+        flt = Filter(
+            must=[*(_condition(x) for x in f.must), HasIdCondition(set(wanted))],
+            must_not=[_condition(x) for x in f.must_not] or None,
+        )
+        with _engine("fetch vectors"):
+            records, _ = self._open().scroll(
+                ScrollRequest(limit=len(wanted), filter=flt, with_payload=False, with_vector=True)
+            )
+        out: dict[str, list[float]] = {}
+        for r in records:
+            vec = r.vector.get(c.DENSE) if isinstance(r.vector, dict) else None
+            if isinstance(vec, list):
+                out[str(r.id)] = cast(list[float], vec)  # named dense vector: a flat list
+        return out

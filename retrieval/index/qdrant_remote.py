@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 
@@ -294,6 +294,26 @@ class QdrantIndex:
             )
         visible = (_hit(r) for r in records if c.is_visible(r.payload, scope))
         return c.in_request_order(visible, wanted)
+
+    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
+        wanted = c.point_ids(ids)
+        if not wanted:
+            return {}
+        f = c.scoped(scope)
+        has_id = models.HasIdCondition(has_id=list(wanted))
+        flt = models.Filter(
+            must=[*(_condition(x) for x in f.must), has_id], must_not=[_condition(x) for x in f.must_not] or None
+        )
+        with _server("fetch vectors"):
+            records, _ = self._open().scroll(
+                self.collection, scroll_filter=flt, limit=len(wanted), with_payload=False, with_vectors=[c.DENSE]
+            )
+        out: dict[str, list[float]] = {}
+        for r in records:
+            vec = r.vector.get(c.DENSE) if isinstance(r.vector, dict) else None
+            if isinstance(vec, list):
+                out[str(r.id)] = cast(list[float], vec)  # named dense vector: a flat list
+        return out
 
 
 def _create_alias(alias: str, collection: str) -> models.CreateAliasOperation:

@@ -7,6 +7,7 @@ This file is the only place in retrieval/ that imports sentence_transformers for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,11 @@ class CrossEncoderReranker:
             ) from exc
 
     def rerank(
-        self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None
+        self,
+        query: str,
+        chunks: list[RetrievedChunk],
+        top_k: int | None = None,
+        vectors: Sequence[Sequence[float] | None] | None = None,  # a cross-encoder reads text only
     ) -> list[RetrievedChunk]:
         if top_k is not None and top_k < 0:
             raise ValueError(f"top_k must be >= 0 or None, got {top_k}")

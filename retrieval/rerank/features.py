@@ -1,7 +1,8 @@
 """Cheap (query, candidate) features for the default learned reranker.
 
-Everything here is a pure function of the query text, the candidate texts and the per-stage scores
-the retriever already has, so reranking costs milliseconds and needs no model. Features are
+Everything here is a pure function of the query text, the candidate texts, the per-stage scores
+the retriever already has and (when the index hands them over) the candidates' stored dense
+vectors, so reranking costs milliseconds and needs no model. Features are
 computed *within one candidate list* (normalised against the list, IDF from the list): a reranker
 only has to order the candidates it is given, and list-relative values transfer between corpora
 where raw BM25 magnitudes do not.
@@ -36,7 +37,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "title",  # IDF-weighted fraction of query terms in the title
     "local_bm25",  # BM25 with the candidate list as the collection, / list max
     "length",  # log(1 + tokens)
+    "prf",  # cosine to the centroid of the two best incoming candidates' vectors, minus the list max
 )
+PRF_DEPTH = 2  # how many of the best incoming candidates make the feedback centroid
 
 # The common NLTK / Lucene union: words too frequent to say anything about relevance.
 ENGLISH_STOPWORDS: frozenset[str] = frozenset(
@@ -76,6 +79,7 @@ class Candidate:
     title: str = ""
     dense: float | None = None
     sparse: float | None = None
+    vector: Sequence[float] | None = None  # the stored dense vector (unit length)
 
 
 def _impute(values: Sequence[float | None]) -> FloatArray:
@@ -142,6 +146,19 @@ def proximity(query_terms: Sequence[str], doc_terms: Sequence[str]) -> float:
     return 1.0 / (1.0 + math.log1p(window - matched))
 
 
+def feedback_similarity(vectors: FloatArray, depth: int = PRF_DEPTH) -> FloatArray:
+    """Dense pseudo-relevance feedback: each candidate's cosine to the normalised centroid of the
+    `depth` best incoming candidates, minus the list's highest. A relevant chunk the query vector
+    alone placed low often resembles the top of the list more than the query itself."""
+    centroid = vectors[:depth].mean(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    if norm < 1e-12:
+        return np.zeros(len(vectors))
+    sims: FloatArray = vectors @ (centroid / norm)
+    out: FloatArray = sims - sims.max()
+    return out
+
+
 def _bm25(query_terms: Sequence[str], docs: Sequence[Sequence[str]], idf: Mapping[str, float]) -> FloatArray:
     k1, b = 1.2, 0.75
     avg = (sum(len(d) for d in docs) / len(docs)) or 1.0
@@ -182,4 +199,6 @@ def extract_features(query: str, candidates: Sequence[Candidate]) -> FloatArray:
         out[i, col["proximity"]] = proximity(q_terms, d)
         out[i, col["title"]] = sum(q_idf[t] for t in q_terms if t in titles[i]) / q_mass
         out[i, col["length"]] = math.log1p(len(d))
+    if all(c.vector is not None for c in candidates):
+        out[:, col["prf"]] = feedback_similarity(np.array([c.vector for c in candidates], dtype=np.float64))
     return out

@@ -11,9 +11,11 @@ The shipped weights are fitted on SciFact train, on the lists production hands t
 (benchmarks/train_reranker.py records them from `RetrievalService` over the embedded engine): the
 DBSF-fused top 30 (rerank_depth) of hybrid requests, and BM25-only and dense-only lists.
 
-Two weight sets ship in `default_weights.json`: `full` for candidates that carry their stage
-scores, and `text_only` for candidates that do not (e.g. a fused engine query that returns only the
-fused score), so a missing score is never silently read as a zero.
+Three weight sets ship in `default_weights.json`: `full` for candidates that carry their stage
+scores and their stored dense vectors (dense pseudo-relevance feedback, the `prf` feature),
+`stages` for stage scores without vectors, and `text_only` for candidates with neither (e.g. a
+fused engine query that returns only the fused score), so a missing input is never silently read
+as a zero.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ STAGE_FEATURES = ("dense", "sparse")
 # Chosen by 5-fold cross-validation on SciFact train: with real BM25 scores at hand, BM25 over the
 # candidate list alone only adds noise; without them it is the best lexical score there is.
 FULL_FEATURES = tuple(n for n in FEATURE_NAMES if n != "local_bm25")
-TEXT_ONLY_FEATURES = tuple(n for n in FEATURE_NAMES if n not in STAGE_FEATURES)
+STAGES_FEATURES = tuple(n for n in FULL_FEATURES if n != "prf")
+TEXT_ONLY_FEATURES = tuple(n for n in FEATURE_NAMES if n not in (*STAGE_FEATURES, "prf"))
+MODEL_FEATURES = {"full": FULL_FEATURES, "stages": STAGES_FEATURES, "text_only": TEXT_ONLY_FEATURES}
 
 
 @dataclass(frozen=True)
@@ -125,17 +129,26 @@ def load_models(path: Path) -> dict[str, LinearRankModel]:
 
 
 def chunk_features(
-    query: str, chunks: Sequence[RetrievedChunk], dense_key: str = "dense", sparse_key: str = "sparse"
-) -> tuple[FloatArray, bool]:
-    """The feature matrix the reranker scores, and whether any chunk carries a stage score (which
-    picks the `full` model over `text_only`). Training calls this too, so the model learns from
-    exactly what it will be given."""
+    query: str,
+    chunks: Sequence[RetrievedChunk],
+    dense_key: str = "dense",
+    sparse_key: str = "sparse",
+    vectors: Sequence[Sequence[float] | None] | None = None,
+) -> tuple[FloatArray, str]:
+    """The feature matrix the reranker scores, and which model fits what the chunks carry:
+    `full` (stage scores and every chunk's vector), `stages`, or `text_only`. Training calls this
+    too, so the model learns from exactly what it will be given."""
+    vecs = list(vectors) if vectors is not None else [None] * len(chunks)
+    if len(vecs) != len(chunks):
+        raise ValueError(f"{len(vecs)} vectors for {len(chunks)} chunks")
     candidates = [
-        Candidate(text=c.text, title=c.title, dense=c.scores.get(dense_key), sparse=c.scores.get(sparse_key))
-        for c in chunks
+        Candidate(text=c.text, title=c.title, dense=c.scores.get(dense_key), sparse=c.scores.get(sparse_key), vector=v)
+        for c, v in zip(chunks, vecs, strict=True)
     ]
     has_stages = any(c.dense is not None or c.sparse is not None for c in candidates)
-    return extract_features(query, candidates), has_stages
+    has_vectors = bool(candidates) and all(v is not None for v in vecs)
+    kind = ("full" if has_vectors else "stages") if has_stages else "text_only"
+    return extract_features(query, candidates), kind
 
 
 class LearnedReranker:
@@ -143,8 +156,12 @@ class LearnedReranker:
 
     The incoming order is read as the fusion ranking (a feature), so pass chunks best first.
     Stage scores are read from `chunk.scores[dense_key]` (cosine) and `chunk.scores[sparse_key]`
-    (BM25); when no chunk carries either, the `text_only` weights are used.
+    (BM25); when no chunk carries either, the `text_only` weights are used. `vectors` (the chunks'
+    stored dense vectors, aligned with them) enable the `full` model; `uses_vectors` tells the
+    retrieval service to fetch them from the index.
     """
+
+    uses_vectors = True
 
     def __init__(
         self,
@@ -159,13 +176,17 @@ class LearnedReranker:
     def warm_up(self) -> None:
         if self._models is None:
             models = load_models(self._path)
-            missing = {"full", "text_only"} - set(models)
+            missing = set(MODEL_FEATURES) - set(models)
             if missing:
                 raise ValueError(f"reranker weights {self._path} lack models {sorted(missing)}")
             self._models = models
 
     def rerank(
-        self, query: str, chunks: list[RetrievedChunk], top_k: int | None = None
+        self,
+        query: str,
+        chunks: list[RetrievedChunk],
+        top_k: int | None = None,
+        vectors: Sequence[Sequence[float] | None] | None = None,
     ) -> list[RetrievedChunk]:
         if top_k is not None and top_k < 0:
             raise ValueError(f"top_k must be >= 0 or None, got {top_k}")
@@ -173,8 +194,8 @@ class LearnedReranker:
             return []
         self.warm_up()
         assert self._models is not None
-        features, has_stages = chunk_features(query, chunks, self._dense_key, self._sparse_key)
-        scores = self._models["full" if has_stages else "text_only"].score(features)
+        features, kind = chunk_features(query, chunks, self._dense_key, self._sparse_key, vectors)
+        scores = self._models[kind].score(features)
         order = np.argsort(-scores, kind="stable")
         if top_k is not None:
             order = order[:top_k]

@@ -265,6 +265,19 @@ def test_retrieve_keeps_request_order_and_skips_unknown_ids(index: VectorIndex) 
     assert index.retrieve(ALICE, []) == []
 
 
+def test_dense_vectors_are_the_stored_unit_vectors_and_stay_scoped(index: VectorIndex) -> None:
+    mine = point("d", 0, "mine", dense=[3.0] + [0.0] * (DIM - 1))
+    other_acl = point("d", 1, "legal only", acl=("group:legal",))
+    other_tenant = point("d", 0, "theirs", tenant="globex", acl=("tenant:*",))
+    index.upsert([mine, other_acl, other_tenant])
+    ids = [mine.id, other_acl.id, other_tenant.id, "not-a-uuid", chunk_id("acme", "missing", 1, 0)]
+    got = index.dense_vectors(ALICE, ids)
+    assert set(got) == {mine.id}
+    assert got[mine.id] == pytest.approx([1.0] + [0.0] * (DIM - 1), abs=1e-3)  # cosine: stored normalised
+    assert set(index.dense_vectors(AccessScope("globex", ("tenant:*",)), ids)) == {other_tenant.id}
+    assert index.dense_vectors(ALICE, []) == {}
+
+
 def test_upserting_the_same_chunk_id_overwrites(index: VectorIndex) -> None:
     index.upsert([point("d", 0, "first")])
     index.upsert([point("d", 0, "second")])

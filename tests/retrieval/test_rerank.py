@@ -90,7 +90,7 @@ def test_fit_pairwise_learns_the_informative_feature(tmp_path: Path) -> None:
         groups.append((x, grades))
     model = fit_pairwise(groups)
     assert int(np.argmax(model.weights)) == FEATURE_NAMES.index("coverage")
-    save_models(tmp_path / "w.json", {"full": model, "text_only": model})
+    save_models(tmp_path / "w.json", {"full": model, "stages": model, "text_only": model})
     again = load_models(tmp_path / "w.json")["full"]
     np.testing.assert_allclose(again.score(groups[0][0]), model.score(groups[0][0]))
 
@@ -98,14 +98,32 @@ def test_fit_pairwise_learns_the_informative_feature(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_chunk_features_are_what_training_and_reranking_share() -> None:
     chunks = [chunk(0, "vitamin d deficiency causes rickets", "Vitamin D", dense=0.8, sparse=10.0), chunk(1, "cars")]
-    x, has_stages = chunk_features("vitamin d rickets", chunks)
+    x, kind = chunk_features("vitamin d rickets", chunks)
     expected = extract_features(
         "vitamin d rickets",
         [Candidate("vitamin d deficiency causes rickets", "Vitamin D", dense=0.8, sparse=10.0), Candidate("cars")],
     )
     np.testing.assert_array_equal(x, expected)
-    assert has_stages
-    assert chunk_features("rickets", [chunk(0, "rickets"), chunk(1, "cars")])[1] is False  # -> text_only model
+    assert kind == "stages"
+    vectors = [[1.0, 0.0], [0.0, 1.0]]
+    assert chunk_features("vitamin d rickets", chunks, vectors=vectors)[1] == "full"
+    assert chunk_features("vitamin d rickets", chunks, vectors=[[1.0, 0.0], None])[1] == "stages"  # all or none
+    assert chunk_features("rickets", [chunk(0, "rickets"), chunk(1, "cars")], vectors=vectors)[1] == "text_only"
+    with pytest.raises(ValueError, match="vectors"):
+        chunk_features("rickets", chunks, vectors=[[1.0, 0.0]])
+
+
+@pytest.mark.unit
+def test_prf_is_the_cosine_to_the_centroid_of_the_two_best_candidates() -> None:
+    prf = FEATURE_NAMES.index("prf")
+    vectors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]
+    x = extract_features("q", [Candidate(f"text {i}", vector=v) for i, v in enumerate(vectors)])
+    centroid = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+    cos = np.array(vectors) @ centroid
+    np.testing.assert_allclose(x[:, prf], cos - cos.max())
+    assert int(np.argmax(x[:, prf])) == 2 and x[3, prf] == pytest.approx(-cos.max())  # unrelated: lowest
+    without = extract_features("q", [Candidate(f"text {i}") for i in range(4)])
+    assert not without[:, prf].any()
 
 
 # ---- the default reranker ------------------------------------------------------------------
@@ -135,6 +153,26 @@ def test_learned_reranker_satisfies_the_protocol_and_promotes_the_matching_chunk
     assert chunks[2].score == pytest.approx(1 / 3) and "rerank" not in chunks[2].scores  # input untouched
     assert len(reranker.rerank("vpn", chunks, top_k=1)) == 1
     assert reranker.rerank("vpn", []) == []
+
+
+@pytest.mark.unit
+def test_learned_reranker_lifts_a_chunk_like_the_top_of_the_list_when_given_vectors() -> None:
+    """Two chunks equal in text and stage scores: without vectors the fused order stands; with
+    them the one that resembles the two best candidates moves above the one that does not."""
+    reranker = LearnedReranker()
+    assert reranker.uses_vectors
+    same = "Badges are required on site."
+    chunks = [
+        chunk(0, "Visitor badges: collect one at reception.", dense=0.62, sparse=6.0),
+        chunk(1, "Lost badges are replaced by security.", dense=0.60, sparse=5.5),
+        chunk(2, same, dense=0.50, sparse=4.0),
+        chunk(3, same, dense=0.50, sparse=4.0),
+    ]
+    vectors = [[1.0, 0.0, 0.0], [0.9, 0.43589, 0.0], [0.0, 0.0, 1.0], [0.95, 0.31225, 0.0]]
+    plain = [c.chunk_id for c in reranker.rerank("visitor badge", chunks)]
+    assert plain.index("c2") < plain.index("c3")
+    lifted = [c.chunk_id for c in reranker.rerank("visitor badge", chunks, vectors=vectors)]
+    assert lifted.index("c3") < lifted.index("c2")
 
 
 @pytest.mark.unit

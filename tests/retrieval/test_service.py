@@ -238,6 +238,41 @@ class ShortestFirst:
         return [c.model_copy(update={"scores": {**c.scores, "rerank": -len(c.text)}}) for c in ordered]
 
 
+class KeepsVectors:
+    """Changes nothing; keeps the vectors the service handed over, per chunk id."""
+
+    def __init__(self, uses_vectors: bool) -> None:
+        self.uses_vectors = uses_vectors
+        self.seen: list[tuple[list[str], Sequence[Sequence[float] | None] | None]] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def rerank(
+        self,
+        query: str,
+        chunks: list[RetrievedChunk],
+        top_k: int | None = None,
+        vectors: Sequence[Sequence[float] | None] | None = None,
+    ) -> list[RetrievedChunk]:
+        self.seen.append(([c.chunk_id for c in chunks], vectors))
+        return chunks
+
+
+def test_a_reranker_that_uses_vectors_gets_the_stored_ones_of_its_chunks(searcher: HybridSearcher) -> None:
+    wants, ignores = KeepsVectors(True), KeepsVectors(False)
+    run(service(searcher, reranker=wants).retrieve(ALICE, "router reset firmware", rerank=True))
+    run(service(searcher, reranker=ignores).retrieve(ALICE, "router reset firmware", rerank=True))
+    ((ids, vectors),) = wants.seen
+    assert ids and vectors is not None and len(vectors) == len(ids)
+    emb = BagOfWords()
+    stored = {chunk_id("t1", doc, 1, 0): emb.embed_query(text) for doc, *_, text in DOCS}
+    for cid, vec in zip(ids, vectors, strict=True):
+        assert vec == pytest.approx(stored[cid], abs=1e-3)
+    assert chunk_id("t1", "secret", 1, 0) not in ids  # Bob's chunk: neither retrieved nor read
+    assert ignores.seen[0][1] is None
+
+
 def test_rerank_reorders_deterministically(searcher: HybridSearcher) -> None:
     svc = service(searcher, reranker=ShortestFirst())
     a = run(svc.retrieve(ALICE, "router", rerank=True))
