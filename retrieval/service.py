@@ -323,7 +323,8 @@ class RetrievalService:
             return self._reranker.rerank(query, head)
         vectors: list[list[float] | None] | None = None
         try:
-            found = self._searcher.index.dense_vectors(AccessScope.of(principal), [c.chunk_id for c in head])
+            with tracing.span("index.dense_vectors", tenant=principal.tenant_id, chunks=len(head)):
+                found = self._searcher.index.dense_vectors(AccessScope.of(principal), [c.chunk_id for c in head])
             vectors = [found.get(c.chunk_id) for c in head]
         except Exception:
             _log.warning("could not fetch the candidates' vectors; reranking without them", exc_info=True)
