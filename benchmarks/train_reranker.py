@@ -66,7 +66,6 @@ from retrieval.rerank.learned import (
     LinearRankModel,
     chunk_features,
     fit_pairwise,
-    load_models,
     save_models,
 )
 from retrieval.rerank.protocol import Reranker
@@ -274,9 +273,6 @@ async def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     previous = CACHE / "reranker_weights_previous.json"
     shutil.copyfile(DEFAULT_WEIGHTS, previous)
-    old = load_models(previous)
-    if "stages" not in old:  # weights from before the `prf` feature: their `full` uses no vectors
-        save_models(previous, {**old, "stages": old["full"]})
     target = DEFAULT_WEIGHTS if args.write_weights else CACHE / "reranker_weights.json"
 
     sets = {"test": test, "train": train}

@@ -176,6 +176,8 @@ class LearnedReranker:
     def warm_up(self) -> None:
         if self._models is None:
             models = load_models(self._path)
+            if "stages" not in models and "full" in models and "prf" not in models["full"].names:
+                models["stages"] = models["full"]  # a file from before `prf`: its full model needs no vectors
             missing = set(MODEL_FEATURES) - set(models)
             if missing:
                 raise ValueError(f"reranker weights {self._path} lack models {sorted(missing)}")

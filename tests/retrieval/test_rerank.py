@@ -20,7 +20,7 @@ from retrieval.rerank.features import (
     proximity,
     tokenize,
 )
-from retrieval.rerank.learned import chunk_features, fit_pairwise, load_models, save_models
+from retrieval.rerank.learned import DEFAULT_WEIGHTS, chunk_features, fit_pairwise, load_models, save_models
 
 
 def chunk(i: int, text: str, title: str = "", **scores: float) -> RetrievedChunk:
@@ -198,6 +198,24 @@ def test_learned_reranker_rejects_negative_top_k_and_bad_weights(tmp_path: Path)
     bad.write_text('{"models": {"full": {"features": ["nope"], "mean": [0], "std": [1], "weights": [1]}}}')
     with pytest.raises(ValueError, match="unknown features"):
         LearnedReranker(bad).warm_up()
+    shipped = load_models(DEFAULT_WEIGHTS)
+    only_full = tmp_path / "full_only.json"
+    save_models(only_full, {"full": shipped["full"], "text_only": shipped["text_only"]})
+    with pytest.raises(ValueError, match=r"lack models \['stages'\]"):
+        LearnedReranker(only_full).warm_up()  # its full model reads `prf`: it cannot stand in
+
+
+@pytest.mark.unit
+def test_weights_from_before_prf_still_load_and_rank(tmp_path: Path) -> None:
+    """A weights file trained before the `prf` feature (models `full` and `text_only`, `full`
+    without `prf`) keeps working: its `full` model serves lists with or without vectors."""
+    shipped = load_models(DEFAULT_WEIGHTS)
+    old = tmp_path / "old.json"
+    save_models(old, {"full": shipped["stages"], "text_only": shipped["text_only"]})
+    reranker = LearnedReranker(old)
+    chunks = [chunk(0, "cars", dense=0.2, sparse=1.0), chunk(1, "vpn password reset", dense=0.6, sparse=8.0)]
+    for vectors in (None, [[1.0, 0.0], [0.0, 1.0]]):
+        assert reranker.rerank("reset vpn password", chunks, vectors=vectors)[0].chunk_id == "c1"
 
 
 # ---- CrossEncoder adapter on a tiny model --------------------------------------------------
