@@ -49,7 +49,7 @@ class OtelTracer:
     def span(
         self, name: str, attributes: Mapping[str, tracing.AttributeValue]
     ) -> AbstractContextManager[tracing.Span]:
-        return self.tracer.start_as_current_span(name, attributes=dict(attributes))  # type: ignore[no-any-return]
+        return self.tracer.start_as_current_span(name, attributes=dict(attributes))
 
     def annotate(self, attributes: Mapping[str, tracing.AttributeValue]) -> None:
         from opentelemetry import trace

@@ -276,7 +276,7 @@ class ConnectorSyncRunner:
                 raise _Stopped
             ids = list(waiting)
             with self._sessions.begin() as s:
-                done = []
+                done: list[Any] = []
                 for start in range(0, len(ids), 500):
                     done += s.execute(select(Job.id, Job.state, Job.error).where(
                         Job.id.in_(ids[start:start + 500]), Job.state.in_(_DONE))).all()

@@ -7,6 +7,7 @@ owner and the tenant's admins see a connector; to anyone else it does not exist 
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import uuid
 from collections.abc import Callable
@@ -173,7 +174,7 @@ class ConnectorService:
         self._enqueue(sync_id)  # after the commit
         return SyncStarted(connector_id=connector_id, job_id=sync_id, status="queued")
 
-    def run_due(self, now: datetime | None = None) -> list[str]:
+    def run_due(self, now: datetime | None = None) -> builtins.list[str]:  # `list` is a method here
         """Start every scheduled connector whose interval has passed since its last sync. The
         in-process scheduler calls this on a tick; in scale-out a Celery beat task can."""
         now = now or datetime.now(UTC)

@@ -16,9 +16,10 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.services.blobs import BlobStore
@@ -326,7 +327,7 @@ class DocumentService:
         index = self._require_index()
         index.upsert(points)
         with self._sessions.begin() as s:
-            won = s.execute(
+            won = cast(CursorResult[Any], s.execute(
                 update(Document)
                 .where(
                     Document.tenant_id == ref.tenant_id,
@@ -334,7 +335,7 @@ class DocumentService:
                     Document.current_version < ref.version,
                 )
                 .values(current_version=ref.version, status="indexed", acl=acl, title=title, updated_at=utcnow())
-            ).rowcount == 1
+            )).rowcount == 1
             if won:
                 _replace_acl_rows(s, ref.tenant_id, ref.doc_id, acl)
         if won:

@@ -101,7 +101,7 @@ def per_query_deltas(
     a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]], metric: str
 ) -> list[dict[str, Any]]:
     """Queries whose `metric` changed between two runs of one configuration, largest change first."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"query_id": qid, "a": a[qid].get(metric, 0.0), "b": b[qid].get(metric, 0.0)}
         for qid in sorted(set(a) & set(b))
     ]

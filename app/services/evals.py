@@ -29,7 +29,9 @@ class EvalCreate(BaseModel):
 
     kind: Literal["eval"] = "eval"  # `tune`: app.services.tuning.TuneCreate
     dataset_id: str
-    configs: list[str | EvalConfig] = Field(default_factory=lambda: list(DEFAULT_CONFIGS), max_length=16)
+    configs: list[str | EvalConfig] = Field(
+        default_factory=lambda: list[str | EvalConfig](DEFAULT_CONFIGS), max_length=16
+    )
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 100], min_length=1, max_length=8)
     regression_threshold: float = Field(default=0.02, ge=0, le=1)
     max_queries: int | None = Field(default=None, ge=1)

@@ -407,14 +407,14 @@ class ReindexService:
         if not chunked:
             return
         prepared = self._pipeline.embed(chunked)
-        b.index.upsert([p for version in prepared for p in version.points])
+        b.index.upsert([p for ready in prepared for p in ready.points])
         now = self._live_versions([(c.item.ref.tenant_id, c.item.ref.doc_id) for c in chunked])
-        for c, version in zip(chunked, prepared, strict=True):
+        for c, ready in zip(chunked, prepared, strict=True):
             ref = c.item.ref
             key = (ref.tenant_id, ref.doc_id)
             if now.get(key) == ref.version:
                 b.written[key] = ref.version
-                b.counts[(ref.tenant_id, ref.doc_id, ref.version)] = len(version.points)
+                b.counts[(ref.tenant_id, ref.doc_id, ref.version)] = len(ready.points)
                 b.failed.pop(key, None)
             else:  # superseded or deleted while we embedded it: catch-up redoes it
                 b.index.delete_versions(ref.tenant_id, ref.doc_id, only=ref.version)

@@ -16,6 +16,7 @@ The active settings live in `tuning_active` (one row per tenant) and reach the q
 from __future__ import annotations
 
 import asyncio
+import builtins
 import itertools
 import logging
 import random
@@ -335,7 +336,7 @@ class TuningService:
     def recover(self) -> int:
         return requeue_active(self._sessions, TuningProposal, self._enqueue)
 
-    def run_jobs(self, ids: list[str]) -> list[str]:
+    def run_jobs(self, ids: builtins.list[str]) -> builtins.list[str]:  # `list` is a method here
         """Runs the tuning jobs among `ids` (they share the evaluation queue); returns the rest."""
         with self._sessions() as s:
             mine = set(s.scalars(select(TuningProposal.id).where(TuningProposal.id.in_(ids))))

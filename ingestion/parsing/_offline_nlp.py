@@ -130,7 +130,7 @@ def import_unstructured() -> ModuleType:
                 )
             _nlp = _build_pipeline()
         if tokenize._get_nlp is not _get_nlp:
-            tokenize._get_nlp = _get_nlp
+            tokenize._get_nlp = _get_nlp  # type: ignore[assignment]  # the hook this module exists to set
             for cached in (tokenize._process_cached, tokenize.word_tokenize, tokenize.pos_tag,
                            tokenize._tokenize_for_cache):
                 cached.cache_clear()
