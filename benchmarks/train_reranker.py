@@ -186,20 +186,27 @@ def cross_validate(
     kinds: dict[str, Examples], qrels: dict[str, dict[str, int]], names: Sequence[str], l2: float
 ) -> dict[str, float]:
     """Held-out nDCG@10 per list kind, the mean over 3 shuffled 5-fold splits of the queries."""
-    qids = sorted(next(iter(kinds.values())))
     totals = dict.fromkeys(kinds, 0.0)
     for seed in range(3):
-        order = qids[:]
-        random.Random(seed).shuffle(order)
-        folds = [order[i::5] for i in range(5)]
-        runs: dict[str, dict[str, list[str]]] = {k: {} for k in kinds}
-        for i, held in enumerate(folds):
-            model = fit(kinds, [q for j, f in enumerate(folds) if j != i for q in f], names, l2)
-            for k, examples in kinds.items():
-                runs[k].update(reranked(model, examples, held))
+        runs = out_of_fold(kinds, names, l2, seed)
         for k in kinds:
             totals[k] += ndcg10(runs[k], qrels) / 3
     return {k: round(v, 4) for k, v in totals.items()}
+
+
+def out_of_fold(
+    kinds: dict[str, Examples], names: Sequence[str], l2: float, seed: int
+) -> dict[str, dict[str, list[str]]]:
+    """Every query's answer reranked by a model fitted on the other four of five shuffled folds."""
+    order = sorted(next(iter(kinds.values())))
+    random.Random(seed).shuffle(order)
+    folds = [order[i::5] for i in range(5)]
+    runs: dict[str, dict[str, list[str]]] = {k: {} for k in kinds}
+    for i, held in enumerate(folds):
+        model = fit(kinds, [q for j, f in enumerate(folds) if j != i for q in f], names, l2)
+        for k, examples in kinds.items():
+            runs[k].update(reranked(model, examples, held))
+    return runs
 
 
 def held_out_gain(
@@ -207,16 +214,8 @@ def held_out_gain(
 ) -> dict[str, Any]:
     """The reranker's gain over the fused order on train queries it was not fitted on (one
     shuffled 5-fold split), per list kind, with `quality.paired`'s interval and p-value."""
-    qids = sorted(next(iter(kinds.values())))
-    order = qids[:]
-    random.Random(0).shuffle(order)
-    folds = [order[i::5] for i in range(5)]
-    runs: dict[str, dict[str, list[str]]] = {k: {} for k in kinds}
-    for i, held in enumerate(folds):
-        model = fit(kinds, [q for j, f in enumerate(folds) if j != i for q in f], names, l2)
-        for k, examples in kinds.items():
-            runs[k].update(reranked(model, examples, held))
-    return {k: paired(reranked(None, kinds[k], qids), runs[k], qrels) for k in kinds}
+    runs = out_of_fold(kinds, names, l2, seed=0)
+    return {k: paired(reranked(None, e, sorted(e)), runs[k], qrels) for k, e in kinds.items()}
 
 
 def cv_mean(kinds: dict[str, Examples], qrels: dict[str, dict[str, int]], names: Sequence[str], l2: float) -> float:

@@ -115,6 +115,16 @@ def point_ids(ids: Iterable[str]) -> list[str]:
     return list(out)
 
 
+def dense_by_id(records: Iterable[Any]) -> dict[str, list[float]]:
+    """Point id -> its named dense vector, from records read with vectors (either engine)."""
+    out: dict[str, list[float]] = {}
+    for r in records:
+        vec = r.vector.get(DENSE) if isinstance(r.vector, dict) else None
+        if isinstance(vec, list):
+            out[str(r.id)] = vec
+    return out
+
+
 def validate_query(q: IndexQuery, dense_dim: int) -> None:
     """Reject queries an engine would answer wrongly or with an opaque vendor error."""
     if q.dense is None and q.sparse is None:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from qdrant_edge import (
     CountRequest,
@@ -314,9 +314,4 @@ class EdgeIndex:
             records, _ = self._open().scroll(
                 ScrollRequest(limit=len(wanted), filter=flt, with_payload=False, with_vector=True)
             )
-        out: dict[str, list[float]] = {}
-        for r in records:
-            vec = r.vector.get(c.DENSE) if isinstance(r.vector, dict) else None
-            if isinstance(vec, list):
-                out[str(r.id)] = cast(list[float], vec)  # named dense vector: a flat list
-        return out
+        return c.dense_by_id(records)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
@@ -308,12 +308,7 @@ class QdrantIndex:
             records, _ = self._open().scroll(
                 self.collection, scroll_filter=flt, limit=len(wanted), with_payload=False, with_vectors=[c.DENSE]
             )
-        out: dict[str, list[float]] = {}
-        for r in records:
-            vec = r.vector.get(c.DENSE) if isinstance(r.vector, dict) else None
-            if isinstance(vec, list):
-                out[str(r.id)] = cast(list[float], vec)  # named dense vector: a flat list
-        return out
+        return c.dense_by_id(records)
 
 
 def _create_alias(alias: str, collection: str) -> models.CreateAliasOperation:
