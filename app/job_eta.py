@@ -177,19 +177,19 @@ class JobEta:
         out: dict[str, Progress] = {}
         ingest_rate = throughput(self.log.samples("ingest"), now)
         queue: list[float] | None = None
-        done = 0.0
+        in_flight = 0.0
         for job in jobs:
             if job.state not in ACTIVE:
                 out[job.id] = _finished(s, job)
             elif job.kind in ("ingest", "sync"):
                 if queue is None:
                     queue = _ingest_queue(s)
-                    done = done_in_flight(self.log.running("ingest"), ingest_rate, now)
+                    in_flight = done_in_flight(self.log.running("ingest"), ingest_rate, now)
                 if job.kind == "ingest":
                     ahead = bisect.bisect_right(queue, _ts(job.created_at))
-                    out[job.id] = Progress(job.progress, None, None, _eta(max(ahead, 1), done, ingest_rate))
+                    out[job.id] = Progress(job.progress, None, None, _eta(max(ahead, 1), in_flight, ingest_rate))
                 else:
-                    out[job.id] = _sync(s, job, queue, done, ingest_rate)
+                    out[job.id] = _sync(s, job, queue, in_flight, ingest_rate)
             elif job.kind == "reindex":
                 out[job.id] = _reindex(s, job, now)
             else:
@@ -226,7 +226,7 @@ def _ingest_queue(s: Session) -> list[float]:
     return sorted(_ts(r) for r in rows)
 
 
-def _sync(s: Session, job: Job, queue: list[float], done: float, rate: float | None) -> Progress:
+def _sync(s: Session, job: Job, queue: list[float], in_flight: float, rate: float | None) -> Progress:
     from core.tables_connectors import ConnectorItem, ConnectorSync
 
     sync = s.get(ConnectorSync, job.id)
@@ -243,7 +243,7 @@ def _sync(s: Session, job: Job, queue: list[float], done: float, rate: float | N
     )
     if total is None:
         return Progress(job.progress, done, None, None)
-    eta = 0.0 if pending is None else _eta(max(bisect.bisect_right(queue, _ts(pending)), 1), done, rate)
+    eta = 0.0 if pending is None else _eta(max(bisect.bisect_right(queue, _ts(pending)), 1), in_flight, rate)
     return Progress(job.progress, done, total, eta)
 
 

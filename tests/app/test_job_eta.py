@@ -122,3 +122,54 @@ def test_workers_share_running_batches_and_samples_through_redis(redis_server) -
     assert api.running("ingest") == []
     (sample,) = api.samples("ingest")
     assert sample.jobs == 12 and 0 <= sample.seconds < 5
+
+
+class FixedLog:
+    """A ThroughputLog with given samples and running batches."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.fixed, self.batches = samples, list[Batch]()
+
+    def begin(self, kind: str, jobs: int) -> Batch:
+        raise AssertionError("read-only")
+
+    def end(self, batch: Batch, ok: bool = True) -> None:
+        raise AssertionError("read-only")
+
+    def samples(self, kind: str) -> list[Sample]:
+        return self.fixed if kind == "ingest" else []
+
+    def running(self, kind: str) -> list[Batch]:
+        return self.batches if kind == "ingest" else []
+
+
+def test_a_sync_shows_the_eta_of_its_last_pending_ingest_job(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from app.db import make_engine, make_session_factory, migrate
+    from app.job_eta import JobEta
+    from core.tables import Job
+    from core.tables_connectors import ConnectorItem, ConnectorRow, ConnectorSync
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'eta.db'}")
+    migrate(engine)
+    sessions = make_session_factory(engine)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    log = FixedLog([Sample(10, time.time() - 20, 5.0)])  # 2 jobs per busy second
+    with sessions.begin() as s:
+        s.add(ConnectorRow(id="c1", tenant_id="t", name="drive", kind="fs", owner="u", owner_role="admin"))
+        s.flush()
+        s.add(ConnectorSync(id="s1", connector_id="c1", tenant_id="t", status="running", seen=12, indexed=8))
+        s.add(Job(id="s1", tenant_id="t", kind="sync", state="running", progress=0.6, created_at=t0))
+        for i in range(6):  # six ingest jobs queued; the sync's items are the 3rd and the 5th
+            s.add(Job(id=f"j{i}", tenant_id="t", kind="ingest", state="queued", created_at=t0 + timedelta(seconds=i)))
+        for i in (2, 4):
+            s.add(ConnectorItem(connector_id="c1", external_id=f"f{i}", doc_id=f"d{i}", job_id=f"j{i}"))  # pending
+    with sessions() as s:
+        jobs = {j.id: j for j in s.query(Job).all()}
+        eta = JobEta(log).for_jobs(s, list(jobs.values()))
+        assert eta["j4"].eta_s == pytest.approx(2.5)  # 5 jobs up to it at 2 jobs/s
+        assert eta["s1"].eta_s == eta["j4"].eta_s and (eta["s1"].done, eta["s1"].total) == (8, 12)
+        log.batches = [Batch("ingest", "b", 3, time.time() - 0.2)]  # a batch of three has just started
+        running = JobEta(log).for_jobs(s, list(jobs.values()))
+        assert running["s1"].eta_s == running["j4"].eta_s and 2.0 <= running["s1"].eta_s <= 2.5
