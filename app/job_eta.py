@@ -18,10 +18,12 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import json
+import logging
 import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from core.tables import Job
 
+_log = logging.getLogger(__name__)
 ACTIVE = ("queued", "parsing", "chunking", "embedding", "running")
 WINDOW_S = 900.0
 _KEEP = 200
@@ -142,6 +145,27 @@ class RedisThroughput:
             jobs, started = json.loads(value)
             out.append(Batch(kind, token.decode() if isinstance(token, bytes) else token, jobs, started))
         return out
+
+
+def run_tracked(log: ThroughputLog | None, kind: str, ids: list[str], run: Callable[[list[str]], None]) -> None:
+    """Run one batch, announced to `log` while it runs and sampled there if it completes. The
+    batch's own exception propagates; a failing log (Redis down) only costs the ETA."""
+    batch = None
+    if log is not None and ids:
+        try:
+            batch = log.begin(kind, len(ids))
+        except Exception:
+            _log.warning("could not record %s throughput", kind, exc_info=True)
+    ok = False
+    try:
+        run(ids)
+        ok = True
+    finally:
+        if log is not None and batch is not None:
+            try:
+                log.end(batch, ok)
+            except Exception:
+                _log.warning("could not record %s throughput", kind, exc_info=True)
 
 
 def throughput(samples: list[Sample], now: float, window_s: float = WINDOW_S) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.job_eta import ThroughputLog
+from app.job_eta import ThroughputLog, run_tracked
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.models import JobState, Principal, Role
 from core.tables import Job, utcnow
@@ -71,17 +71,12 @@ class ThreadJobRunner:
             for _ in range(stops - 1):
                 self._queue.put(_STOP)  # one stop marker per worker: hand the extras back
             jobs = [j for j in batch if j != _STOP]
-            running = self._throughput.begin(self._kind, len(jobs)) if jobs and self._throughput else None
-            ok = False
             try:
                 if jobs:
-                    self._run_batch(jobs)
-                    ok = True
+                    run_tracked(self._throughput, self._kind, jobs, self._run_batch)
             except Exception:  # the service records each job's failure; this keeps the worker alive
                 log.exception("job batch %s crashed", jobs)
             finally:
-                if running is not None and self._throughput is not None:
-                    self._throughput.end(running, ok)
                 with self._lock:
                     self._busy -= len(jobs)
                     self._idle.notify_all()

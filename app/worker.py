@@ -34,7 +34,7 @@ from typing import Any
 from celery import Celery
 
 from app.handoff import push_ready, push_unindex
-from app.job_eta import RedisThroughput
+from app.job_eta import RedisThroughput, run_tracked
 from core.errors import CairnError
 from core.settings import Settings
 
@@ -241,21 +241,7 @@ def ingest(self: Any, job_ids: list[str]) -> None:
     ctx.warm_model()
 
     def run(ids: list[str]) -> None:
-        try:
-            running = ctx.throughput.begin("ingest", len(ids))
-        except Exception:  # an ETA is never worth failing a batch for
-            log.warning("could not record ingest throughput", exc_info=True)
-            running = None
-        ok = False
-        try:
-            ctx.documents.run_jobs(ids, publish=ctx.publish)
-            ok = True
-        finally:
-            if running is not None:
-                try:
-                    ctx.throughput.end(running, ok)
-                except Exception:
-                    log.warning("could not record ingest throughput", exc_info=True)
+        run_tracked(ctx.throughput, "ingest", ids, lambda batch: ctx.documents.run_jobs(batch, publish=ctx.publish))
 
     _run(self, "ingest", job_ids, run, ctx.documents.fail_jobs)
 
