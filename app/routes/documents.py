@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import ContainerDep, PrincipalDep, audited
 from app.services.audit import AuditNote
-from app.services.documents import DocumentPublic, DocumentsPublic, SubmitResult, Upload
+from app.services.document_models import DocumentPublic, DocumentsPublic, SubmitResult
+from app.services.documents import Upload
 from app.services.governance import note_erasure
 from core.errors import InvalidInput, MissingMetadata, PayloadTooLarge
 from core.models import DocumentMetadata

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.jobs import set_job
 from app.services._sync_state import Known, SyncRun
 from app.services.connectors import connector_doc_id, owner_principal
-from app.services.documents import DocumentService, SubmitResult, Upload
+from app.services.document_models import SubmitResult
+from app.services.documents import DocumentService, Upload
 from core.connectors import SourceDocument, SourceFailure, SyncCheckpoint
 from core.errors import CairnError, NotFound, RateLimited
 from core.models import DocumentMetadata, JobState, Principal

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydantic import BaseModel
 from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.services.blobs import BlobStore
+from app.services.document_models import DocumentPublic, DocumentsPublic, SubmitResult, public_document
 from core.errors import CairnError, Conflict, EmptyDocument, InvalidInput, NotFound, PermissionDenied
-from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal, Role, UtcDateTime
+from core.models import JOB_PROGRESS, DocumentMetadata, IndexPoint, JobState, Principal, Role
 from core.protocols import VectorIndex
 from core.tables import Document, DocumentAcl, DocumentVersion, Job, utcnow
 from core.tables_governance import PiiOccurrence
@@ -33,46 +33,6 @@ from ingestion.pipeline import Chunked, IngestionPipeline, VersionInput, Version
 
 log = logging.getLogger(__name__)
 _ACL = re.compile(r"^(user|group):[A-Za-z0-9._@+\-]{1,200}$|^tenant:\*$")
-
-
-class SubmitResult(BaseModel):
-    document_id: str
-    version: int
-    job_id: str
-    unchanged: bool = False
-
-
-class VersionPublic(BaseModel):
-    version: int
-    status: str
-    filename: str
-    content_type: str
-    size_bytes: int
-    chunk_count: int
-    error: str | None
-    created_at: UtcDateTime
-
-
-class DocumentPublic(BaseModel):
-    document_id: str
-    title: str
-    source: str
-    current_version: int
-    latest_version: int
-    status: str
-    acl: list[str]
-    tags: list[str]
-    policy_tags: list[str]
-    created_at: UtcDateTime
-    updated_at: UtcDateTime
-    versions: list[VersionPublic] = []
-    # PII found in the shown version, by type (never values; GET /v1/documents/{id} only)
-    pii_counts: dict[str, int] = {}
-
-
-class DocumentsPublic(BaseModel):
-    data: list[DocumentPublic]
-    count: int
 
 
 @dataclass(frozen=True)
@@ -407,7 +367,7 @@ class DocumentService:
                        PiiOccurrence.version == shown)
                 .group_by(PiiOccurrence.pii_type)
             ).tuples().all()
-            public = _public(doc, list(versions))
+            public = public_document(doc, list(versions))
             public.pii_counts = {kind: int(n) for kind, n in counts}
             return public
 
@@ -470,7 +430,9 @@ class DocumentService:
                 )
                 if v.version == wanted[v.doc_id]
             }
-            data = [_public(d, [shown[d.doc_id]] if d.doc_id in shown else [], with_versions=False) for d in docs]
+            data = [
+                public_document(d, [shown[d.doc_id]] if d.doc_id in shown else [], with_versions=False) for d in docs
+            ]
         return DocumentsPublic(data=data, count=count)
 
     def delete(self, principal: Principal, doc_id: str) -> None:
@@ -552,22 +514,3 @@ def _reason(job_id: str, exc: Exception) -> str:
 def _replace_acl_rows(s: Session, tenant_id: str, doc_id: str, acl: list[str]) -> None:
     s.execute(delete(DocumentAcl).where(DocumentAcl.tenant_id == tenant_id, DocumentAcl.doc_id == doc_id))
     s.add_all(DocumentAcl(tenant_id=tenant_id, doc_id=doc_id, principal=p) for p in acl)
-
-
-def _public(doc: Document, versions: list[DocumentVersion], with_versions: bool = True) -> DocumentPublic:
-    live = next((v for v in versions if v.version == doc.current_version), None)
-    meta = (live or (versions[-1] if versions else None))
-    m = meta.meta if meta is not None else {}
-    return DocumentPublic(
-        document_id=doc.doc_id, title=doc.title, source=doc.source, current_version=doc.current_version,
-        latest_version=doc.latest_version, status=doc.status, acl=list(doc.acl),
-        tags=list(m.get("tags", [])), policy_tags=list(m.get("policy_tags", [])),
-        created_at=doc.created_at, updated_at=doc.updated_at,
-        versions=[
-            VersionPublic(
-                version=v.version, status=v.status, filename=v.filename, content_type=v.content_type,
-                size_bytes=v.size_bytes, chunk_count=v.chunk_count, error=v.error, created_at=v.created_at,
-            )
-            for v in (versions if with_versions else [])
-        ],
-    )
