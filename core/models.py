@@ -199,6 +199,7 @@ class IndexHit:
     id: str
     score: float
     payload: dict[str, Any]
+    dense: list[float] | None = None  # the stored dense vector, when the read asked for it
 
 
 # ---- jobs ---------------------------------------------------------------------------------

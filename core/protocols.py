@@ -101,13 +101,10 @@ class VectorIndex(Protocol):
         """All chunks of one document visible to `scope`, ordered by chunk index."""
         ...
 
-    def retrieve(self, scope: AccessScope, ids: Sequence[str]) -> list[IndexHit]:
-        """Points by id, only those visible to `scope`."""
-        ...
-
-    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
-        """The stored (unit-length) dense vectors of these chunk ids, only those visible to
-        `scope` (filtered inside the engine); unknown or invisible ids are absent."""
+    def retrieve(self, scope: AccessScope, ids: Sequence[str], *, vectors: bool = False) -> list[IndexHit]:
+        """Points by id with their payloads, in the order asked, only those visible to `scope`
+        (filtered inside the engine); unknown or invisible ids are absent. `vectors` also
+        returns each point's stored (unit-length) dense vector in `IndexHit.dense`."""
         ...
 
     def close(self) -> None: ...

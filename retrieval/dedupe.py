@@ -10,7 +10,7 @@ microseconds per pair for chunk-sized texts.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.models import RetrievedChunk
@@ -22,7 +22,7 @@ def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     words = _WORD.findall(text.casefold())
     if len(words) < n:
         return frozenset({tuple(words)}) if words else frozenset()
-    return frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return frozenset(zip(*(words[i:] for i in range(n)), strict=False))
 
 
 def jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
@@ -41,40 +41,38 @@ class Dropped:
 
 
 def drop_near_duplicates(
-    chunks: Sequence[RetrievedChunk], threshold: float = 0.8, limit: int | None = None
+    chunks: Iterable[RetrievedChunk], threshold: float = 0.8, limit: int | None = None
 ) -> tuple[list[RetrievedChunk], list[Dropped]]:
     """Keep chunks in order, dropping each one at least `threshold` similar to a kept one; stop
-    once `limit` are kept (later chunks are neither kept nor reported).
+    once `limit` are kept (later chunks are neither kept nor reported, nor drawn from `chunks`,
+    which may be a lazy iterator).
 
-    Overlaps are counted through an inverted index of the kept chunks' shingles, so a chunk is
-    only compared with kept chunks it shares a shingle with: linear in practice, where all pairs
-    cost ~50 ms for 100 results."""
+    A chunk can only be `threshold` similar to a kept one if at least that fraction of its
+    shingles occur among all kept chunks' shingles (Jaccard <= |A & B| / |A|), so one set
+    intersection clears almost every chunk; only the rest are compared with each kept chunk.
+    All of it is set arithmetic in C: ~0.1 ms per chunk-sized text."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     kept: list[RetrievedChunk] = []
-    sizes: list[int] = []
-    postings: dict[tuple[str, ...], list[int]] = {}
+    kept_shingles: list[frozenset[tuple[str, ...]]] = []
+    every: set[tuple[str, ...]] = set()  # union of the kept chunks' shingles
     dropped: list[Dropped] = []
+    if limit is not None and limit <= 0:
+        return kept, dropped
     for chunk in chunks:
-        if limit is not None and len(kept) >= limit:
-            break
         sh = shingles(chunk.text)
-        overlap: dict[int, int] = {}
-        for s in sh:
-            for j in postings.get(s, ()):
-                overlap[j] = overlap.get(j, 0) + 1
-        best_j, best = -1, 0.0
-        for j, inter in overlap.items():
-            sim = inter / (len(sh) + sizes[j] - inter)
-            if sim > best:
-                best_j, best = j, sim
-        if best_j >= 0 and best >= threshold:
-            dropped.append(Dropped(chunk.chunk_id, kept[best_j].chunk_id, round(best, 4)))
-            continue
-        for s in sh:
-            postings.setdefault(s, []).append(len(kept))
+        if sh and len(sh & every) >= threshold * len(sh):
+            best_j, best = max(
+                ((j, jaccard(sh, other)) for j, other in enumerate(kept_shingles)), key=lambda js: js[1]
+            )
+            if best >= threshold:
+                dropped.append(Dropped(chunk.chunk_id, kept[best_j].chunk_id, round(best, 4)))
+                continue
         kept.append(chunk)
-        sizes.append(len(sh))
+        kept_shingles.append(sh)
+        every |= sh
+        if limit is not None and len(kept) >= limit:
+            break  # before drawing another chunk from a lazy `chunks`
     return kept, dropped
 
 

@@ -1,8 +1,12 @@
-"""Rank fusion as pure functions over ranked `RetrievedChunk` lists.
+"""Rank fusion as pure functions over ranked `Hit` lists.
 
 Used twice on the query path: to fuse one gatherer's dense and BM25 lists when the stage scores
 must survive (rerank / explain), and to merge the lists of several gatherers. Inputs are never
-mutated: every output chunk is a `model_copy` with the fused score and provenance.
+mutated: every output hit is a new `Hit` with the fused score and provenance.
+
+A `Hit` is an id and its scores; the chunk itself (payload: text, title, ...) is read from the
+index only for the few hits that survive fusion (`retrieval.gather.IndexGatherBackend.chunks`),
+because reading payloads is most of what a query costs in the engine (late materialisation).
 
 RRF here is exactly the engine's (qdrant-edge 0.9 / Qdrant server), measured by comparing scores:
 
@@ -21,12 +25,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from core.models import RetrievedChunk
 
 FusionMethod = Literal["rrf", "dbsf"]
+
+
+@dataclass(slots=True)
+class Hit:
+    """One ranked candidate on the query path: its chunk id, current score and per-stage scores
+    (for `explain` and the reranker). `chunk` is None until the payload has been read (index
+    hits) and set from the start for sources that return whole chunks."""
+
+    chunk_id: str
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+    chunk: RetrievedChunk | None = None
+    gatherer: str | None = None
+
+    @classmethod
+    def of(cls, chunk: RetrievedChunk) -> Hit:
+        return cls(chunk.chunk_id, chunk.score, dict(chunk.scores), chunk, chunk.gatherer)
+
+    def resolved(self, chunk: RetrievedChunk | None = None) -> RetrievedChunk:
+        """The chunk (`chunk`, else the one this hit carries) with this hit's scores on it."""
+        base = chunk if chunk is not None else self.chunk
+        if base is None:
+            raise ValueError(f"hit {self.chunk_id} has no chunk yet")
+        return base.model_copy(update={"score": self.score, "scores": self.scores, "gatherer": self.gatherer})
 
 
 @dataclass(frozen=True)
@@ -40,7 +68,7 @@ class Contribution:
 
 @dataclass(frozen=True)
 class Fused:
-    chunk: RetrievedChunk
+    hit: Hit
     contributions: tuple[Contribution, ...]
 
 
@@ -50,29 +78,34 @@ def rrf_term(rank: int, k: int, weight: float = 1.0) -> float:
 
 
 def _collect(
-    lists: Mapping[str, Sequence[RetrievedChunk]],
-) -> tuple[dict[str, RetrievedChunk], dict[str, list[Contribution]]]:
-    """First-seen chunk per id (in list order, carrying the stage scores of every list that
-    has it) and every list's (rank, score) for it."""
-    first: dict[str, RetrievedChunk] = {}
+    lists: Mapping[str, Sequence[Hit]],
+) -> tuple[dict[str, Hit], dict[str, dict[str, float]], dict[str, list[Contribution]]]:
+    """First-seen hit per id (in list order), the stage scores of every list that has it (the
+    first list's value wins a clash) and every list's (rank, score) for it."""
+    first: dict[str, Hit] = {}
+    stages: dict[str, dict[str, float]] = {}
     seen: dict[str, list[Contribution]] = {}
     for name, ranked in lists.items():
         done: set[str] = set()
-        for rank, chunk in enumerate(ranked, start=1):
-            if chunk.chunk_id in done:  # a list repeating a chunk counts it once, at its best rank
+        for rank, hit in enumerate(ranked, start=1):
+            cid = hit.chunk_id
+            if cid in done:  # a list repeating a chunk counts it once, at its best rank
                 continue
-            done.add(chunk.chunk_id)
-            have = first.get(chunk.chunk_id)
-            if have is None:
-                first[chunk.chunk_id] = chunk
-            elif set(chunk.scores) - set(have.scores):  # keep every list's stage scores
-                first[chunk.chunk_id] = have.model_copy(update={"scores": {**chunk.scores, **have.scores}})
-            seen.setdefault(chunk.chunk_id, []).append(Contribution(name, rank, chunk.score))
-    return first, seen
+            done.add(cid)
+            if cid not in first:
+                first[cid] = hit
+                stages[cid] = dict(hit.scores)
+            else:  # keep every list's stage scores
+                have = stages[cid]
+                for key, value in hit.scores.items():
+                    have.setdefault(key, value)
+            seen.setdefault(cid, []).append(Contribution(name, rank, hit.score))
+    return first, stages, seen
 
 
 def _ranked(
-    first: dict[str, RetrievedChunk],
+    first: dict[str, Hit],
+    stages: dict[str, dict[str, float]],
     seen: dict[str, list[Contribution]],
     fused: dict[str, float],
     key: str,
@@ -84,15 +117,14 @@ def _ranked(
         order = order[:limit]
     out: list[Fused] = []
     for cid in order:
-        chunk = first[cid]
-        copy = chunk.model_copy(update={"score": fused[cid], "scores": {**chunk.scores, key: fused[cid]}})
-        out.append(Fused(copy, tuple(seen[cid])))
+        hit, score = first[cid], fused[cid]
+        scores = stages[cid]
+        scores[key] = score
+        out.append(Fused(Hit(cid, score, scores, hit.chunk, hit.gatherer), tuple(seen[cid])))
     return out
 
 
-def _check_weights(
-    lists: Mapping[str, Sequence[RetrievedChunk]], weights: Mapping[str, float] | None
-) -> None:
+def _check_weights(lists: Mapping[str, Sequence[Hit]], weights: Mapping[str, float] | None) -> None:
     if weights is None:
         return
     bad = {n: w for n, w in weights.items() if not (w >= 0 and math.isfinite(w))}
@@ -104,7 +136,7 @@ def _check_weights(
 
 
 def rrf(
-    lists: Mapping[str, Sequence[RetrievedChunk]],
+    lists: Mapping[str, Sequence[Hit]],
     *,
     k: int = 60,
     weights: Mapping[str, float] | None = None,
@@ -115,7 +147,7 @@ def rrf(
     if k < 1:
         raise ValueError(f"rrf k must be >= 1, got {k}")
     _check_weights(lists, weights)
-    first, seen = _collect(lists)
+    first, stages, seen = _collect(lists)
     fused: dict[str, float] = {}
     for cid, contribs in seen.items():
         total = 0.0
@@ -124,7 +156,7 @@ def rrf(
             if w > 0:
                 total += rrf_term(c.rank, k, w)
         fused[cid] = total
-    return _ranked(first, seen, fused, key, limit)
+    return _ranked(first, stages, seen, fused, key, limit)
 
 
 def _normalise(scores: Sequence[float]) -> list[float]:
@@ -140,7 +172,7 @@ def _normalise(scores: Sequence[float]) -> list[float]:
 
 
 def dbsf(
-    lists: Mapping[str, Sequence[RetrievedChunk]],
+    lists: Mapping[str, Sequence[Hit]],
     *,
     weights: Mapping[str, float] | None = None,
     key: str = "dbsf",
@@ -148,22 +180,22 @@ def dbsf(
 ) -> list[Fused]:
     """Distribution-based score fusion of named lists of raw scores; optional linear weights."""
     _check_weights(lists, weights)
-    first, seen = _collect(lists)
+    first, stages, seen = _collect(lists)
     fused: dict[str, float] = dict.fromkeys(seen, 0.0)
     for name, ranked in lists.items():
         w = 1.0 if weights is None else weights.get(name, 1.0)
         if not ranked or w == 0:
             continue
-        unique: dict[str, RetrievedChunk] = {}
-        for c in ranked:
-            unique.setdefault(c.chunk_id, c)
-        for chunk, norm in zip(unique.values(), _normalise([c.score for c in unique.values()]), strict=True):
-            fused[chunk.chunk_id] += w * norm
-    return _ranked(first, seen, fused, key, limit)
+        unique: dict[str, float] = {}
+        for h in ranked:
+            unique.setdefault(h.chunk_id, h.score)
+        for cid, norm in zip(unique, _normalise(list(unique.values())), strict=True):
+            fused[cid] += w * norm
+    return _ranked(first, stages, seen, fused, key, limit)
 
 
 def fuse(
-    lists: Mapping[str, Sequence[RetrievedChunk]],
+    lists: Mapping[str, Sequence[Hit]],
     method: FusionMethod,
     *,
     k: int = 60,

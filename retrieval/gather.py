@@ -16,7 +16,13 @@ Two query shapes, chosen per request:
 * staged (rerank or explain): the dense-only and the sparse-only lists of each gatherer in the
   same batch, fused here with `retrieval.fusion` (the engine's exact formulas), because the
   reranker needs the raw cosine and BM25 scores that an engine-fused result no longer carries.
-  Both shapes rank identically (tests/retrieval/test_gather.py).
+  Both shapes rank identically (tests/retrieval/test_service.py).
+
+Ids first, payloads last: every gatherer query asks for ids and scores only. Reading payloads was
+most of a query's cost in the engine (the four example gatherers' staged lists: ~480 payloads
+turned into Python objects per request, for the 5 that get returned), so the service reads the
+chunks of the hits that survive the merge with `IndexGatherBackend.chunks` — one scoped engine
+call for the rerank head, then a page at a time as dedupe walks down (`retrieval/service.py`).
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from core import tracing
-from core.models import AccessScope, IndexFilter, IndexQuery, Principal, RetrievedChunk
-from retrieval.fusion import FusionMethod, fuse
+from core.models import AccessScope, IndexFilter, IndexHit, IndexQuery, Principal, RetrievedChunk
+from retrieval.fusion import FusionMethod, Hit, fuse
 from retrieval.search import EncodedQuery, HybridSearcher, to_chunk
 
 _log = logging.getLogger(__name__)
@@ -47,12 +53,13 @@ class GatherCall:
     weights: tuple[float, float] | None = None  # (dense, sparse)
 
 
-GatherOutcome = list[RetrievedChunk] | Exception
+GatherOutcome = list[Hit] | Exception
 
 
 class GatherBackend(Protocol):
     """Runs several gatherer calls for one query, synchronously (the service puts it in a
-    thread). One outcome per call, in order: a ranked chunk list or the exception it raised."""
+    thread). One outcome per call, in order: a ranked hit list or the exception it raised.
+    A backend other than the index returns hits that already carry their chunk (`Hit.of`)."""
 
     def gather(
         self, principal: Principal, query: EncodedQuery, calls: Sequence[GatherCall], *, staged: bool
@@ -66,33 +73,31 @@ def keep_newest_chunks(chunks: list[RetrievedChunk]) -> list[RetrievedChunk]:
     return [c for c in chunks if c.version == newest[c.doc_id]]
 
 
-def _ranked(hits: list[RetrievedChunk], stage: str) -> list[RetrievedChunk]:
-    return [
-        c.model_copy(update={"scores": {stage: c.score, f"{stage}_rank": float(r)}})
-        for r, c in enumerate(hits, start=1)
-    ]
+def _ranked(hits: list[IndexHit], stage: str) -> list[Hit]:
+    return [Hit(h.id, h.score, {stage: h.score, f"{stage}_rank": float(r)}) for r, h in enumerate(hits, start=1)]
 
 
 class IndexGatherBackend:
-    """`GatherBackend` over a `VectorIndex`, sharing the searcher's query encoding."""
+    """`GatherBackend` over a `VectorIndex`, sharing the searcher's query encoding.
+
+    Gatherer queries ask the engine for ids and scores only; `chunks` reads the payloads (and,
+    for the reranker, the vectors) of the few hits that survive the merge, in one scoped call."""
 
     def __init__(self, searcher: HybridSearcher) -> None:
         self._searcher = searcher
 
-    def _queries(
-        self, scope: AccessScope, q: EncodedQuery, call: GatherCall, staged: bool
-    ) -> list[IndexQuery]:
+    def _queries(self, scope: AccessScope, q: EncodedQuery, call: GatherCall, staged: bool) -> list[IndexQuery]:
         base = IndexQuery(
             scope=scope,
             filter=call.filter,
             dense=q.dense,
             sparse=q.sparse,
-            # room for the older-version hits that keep_newest_versions may drop
-            limit=call.limit * 2,
+            limit=call.limit,
             prefetch_limit=max(self._searcher.prefetch_limit, call.limit * 2),
             fusion=call.fusion,
             rrf_k=call.rrf_k,
             weights=call.weights if call.fusion == "rrf" else None,
+            with_payload=False,
         )
         if staged and q.dense is not None and q.sparse is not None:
             return [
@@ -101,20 +106,14 @@ class IndexGatherBackend:
             ]
         return [base]
 
-    def _finish(
-        self, call: GatherCall, q: EncodedQuery, results: list[list[RetrievedChunk]]
-    ) -> GatherOutcome:
+    def _finish(self, call: GatherCall, q: EncodedQuery, results: list[list[IndexHit]]) -> GatherOutcome:
         if len(results) == 2:
             weights = dict(zip(("dense", "sparse"), call.weights, strict=True)) if call.weights else None
             lists = {"dense": _ranked(results[0], "dense"), "sparse": _ranked(results[1], "sparse")}
-            fused = fuse(
-                lists, call.fusion, k=call.rrf_k, weights=weights, key="hybrid", limit=call.limit * 2
-            )
-            chunks = [f.chunk for f in fused]
-        else:
-            stage = "sparse" if q.dense is None else ("dense" if q.sparse is None else "hybrid")
-            chunks = _ranked(results[0], stage)
-        return keep_newest_chunks(chunks)[: call.limit]
+            fused = fuse(lists, call.fusion, k=call.rrf_k, weights=weights, key="hybrid", limit=call.limit)
+            return [f.hit for f in fused]
+        stage = "sparse" if q.dense is None else ("dense" if q.sparse is None else "hybrid")
+        return _ranked(results[0][: call.limit], stage)
 
     def gather(
         self, principal: Principal, query: EncodedQuery, calls: Sequence[GatherCall], *, staged: bool
@@ -132,9 +131,8 @@ class IndexGatherBackend:
         out: list[GatherOutcome] = []
         at = 0
         for call, plan in zip(calls, plans, strict=True):
-            part = hits[at : at + len(plan)]
+            out.append(self._finish(call, query, hits[at : at + len(plan)]))
             at += len(plan)
-            out.append(self._finish(call, query, [[to_chunk(h) for h in lst] for lst in part]))
         return out
 
     def _alone(self, call: GatherCall, query: EncodedQuery, plan: list[IndexQuery]) -> GatherOutcome:
@@ -142,4 +140,16 @@ class IndexGatherBackend:
             hits = self._searcher.index.query_batch(plan)
         except Exception as exc:
             return exc
-        return self._finish(call, query, [[to_chunk(h) for h in lst] for lst in hits])
+        return self._finish(call, query, hits)
+
+    def chunks(
+        self, principal: Principal, ids: Sequence[str], *, vectors: bool = False
+    ) -> dict[str, tuple[RetrievedChunk, list[float] | None]]:
+        """The chunks behind these hit ids (and their dense vectors when asked), read in one
+        engine call under the principal's tenant + ACL filter. An id that is gone (deleted since
+        the query) or no longer visible is absent."""
+        if not ids:
+            return {}
+        with tracing.span("index.retrieve", tenant=principal.tenant_id, chunks=len(ids), vectors=vectors):
+            found = self._searcher.index.retrieve(AccessScope.of(principal), ids, vectors=vectors)
+        return {h.id: (to_chunk(h), h.dense) for h in found}

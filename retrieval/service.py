@@ -1,8 +1,9 @@
 """The query path for one request, end to end: gatherers -> merge -> rerank -> dedupe -> context.
 
     encode query once -> gatherers concurrently (per-gatherer timeout; one engine batch for all
-    index gatherers) -> weighted RRF merge with provenance -> rerank -> near-duplicate removal ->
-    top_k -> optional context window within a token budget
+    index gatherers; ids and scores only) -> weighted RRF merge with provenance -> read the
+    chunks of the rerank head -> rerank -> near-duplicate removal (reading further chunks only as
+    far down as it gets) -> top_k -> optional context window within a token budget
 
 A gatherer that times out or fails becomes a `GathererError` beside the other gatherers' results:
 partial results, never an exception, unless every gatherer failed (then `Unavailable`). Tenant and
@@ -16,18 +17,19 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any
 
 from core import tracing
 from core.errors import InvalidInput, Unavailable
-from core.models import AccessScope, Principal, RetrievedChunk, SearchFilters
+from core.models import Principal, RetrievedChunk, SearchFilters
 from retrieval.context import ContextWindow, TokenCount, approx_tokens, build_context
 from retrieval.dedupe import Dropped, drop_near_duplicates, mmr
 from retrieval.filters import narrow
-from retrieval.fusion import Contribution, FusionMethod, rrf
-from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGatherBackend
+from retrieval.fusion import Contribution, FusionMethod, Hit, rrf
+from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGatherBackend, keep_newest_chunks
 from retrieval.gatherers import BoundGatherer, GathererRegistry
 from retrieval.rerank.protocol import Reranker
 from retrieval.search import EncodedQuery, HybridSearcher, SearchMode
@@ -90,6 +92,47 @@ class RetrievalResult:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
+
+
+class _ChunkReader:
+    """Turns merged hits into chunks, reading index hits' payloads in as few scoped engine calls
+    as the caller's walk down the ranking needs. Hits from other sources carry their chunk.
+
+    Versions: a re-version writes the new chunks before deleting the old, so for a moment both
+    can rank. A chunk is skipped when a newer version of its document has been read in this
+    request (and `_select` drops any older version that got out before the newer one was read),
+    so one response never mixes two versions of a document."""
+
+    def __init__(self, backend: IndexGatherBackend, principal: Principal) -> None:
+        self._backend, self._principal = backend, principal
+        self._newest: dict[str, int] = {}
+        self.ms = 0.0  # time spent reading
+
+    def read(
+        self, hits: Sequence[Hit], *, vectors: bool = False
+    ) -> tuple[list[RetrievedChunk], list[list[float] | None]]:
+        """The hits' chunks (gone or invisible ones left out) and, aligned, their stored dense
+        vectors when asked (None for a chunk from another source)."""
+        t0 = time.perf_counter()
+        wanted = [h.chunk_id for h in hits if h.chunk is None]
+        found = self._backend.chunks(self._principal, wanted, vectors=vectors) if wanted else {}
+        rows: list[tuple[RetrievedChunk, list[float] | None]] = []
+        for h in hits:
+            if h.chunk is not None:
+                rows.append((h.resolved(), None))
+            elif h.chunk_id in found:
+                chunk, vec = found[h.chunk_id]
+                rows.append((h.resolved(chunk), vec))
+        for chunk, _ in rows:
+            self._newest[chunk.doc_id] = max(self._newest.get(chunk.doc_id, -1), chunk.version)
+        rows = [(c, v) for c, v in rows if c.version == self._newest[c.doc_id]]
+        self.ms += (time.perf_counter() - t0) * 1000
+        return [c for c, _ in rows], [v for _, v in rows]
+
+    def stream(self, hits: Sequence[Hit], page: int) -> Iterator[RetrievedChunk]:
+        """The hits' chunks in order, read `page` at a time as the consumer asks for more."""
+        for start in range(0, len(hits), page):
+            yield from self.read(hits[start : start + page])[0]
 
 
 class RetrievalService:
@@ -173,7 +216,7 @@ class RetrievalService:
         bound: list[BoundGatherer],
         calls: list[GatherCall],
         staged: bool,
-    ) -> tuple[dict[str, list[RetrievedChunk]], list[GathererError], dict[str, float]]:
+    ) -> tuple[dict[str, list[Hit]], list[GathererError], dict[str, float]]:
         groups: dict[int, tuple[GatherBackend, list[int]]] = {}
         for i, g in enumerate(bound):
             backend = self._sources.get(g.spec.name, self._index_backend)
@@ -208,7 +251,7 @@ class RetrievalService:
         for task in tasks.values():
             if not task.done():  # a slow source keeps running in its thread; its result is dropped
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-        lists: dict[str, list[RetrievedChunk]] = {}
+        lists: dict[str, list[Hit]] = {}
         errors: list[GathererError] = []
         timings: dict[str, float] = {}
         for g, (outcome, ms) in zip(bound, done, strict=True):
@@ -224,7 +267,7 @@ class RetrievalService:
                 )
                 errors.append(GathererError(name, "failed", f"gatherer failed: {reason}"))
             else:
-                lists[name] = [c.model_copy(update={"gatherer": name}) for c in outcome]
+                lists[name] = [Hit(h.chunk_id, h.score, h.scores, h.chunk, name) for h in outcome]
         return lists, errors, timings
 
     async def retrieve(
@@ -288,26 +331,17 @@ class RetrievalService:
         if len(lists) == 1:
             ((name, only),) = lists.items()
             ranked = only
-            provenance = {c.chunk_id: (Contribution(name, r, c.score),) for r, c in enumerate(only, 1)}
+            provenance = {h.chunk_id: (Contribution(name, r, h.score),) for r, h in enumerate(only, 1)}
         else:
             weights = {g.spec.name: g.spec.weight for g in bound if g.spec.name in lists}
             fused = rrf(lists, k=d.merge_rrf_k, weights=weights, key="merged")
-            ranked = [f.chunk for f in fused]
-            provenance = {f.chunk.chunk_id: f.contributions for f in fused}
+            ranked = [f.hit for f in fused]
+            provenance = {f.hit.chunk_id: f.contributions for f in fused}
         timings["merge_ms"] = _ms(t0)
 
-        t0 = time.perf_counter()
-        if do_rerank:
-            assert self._reranker is not None
-            head, tail = ranked[: d.rerank_depth], ranked[d.rerank_depth :]
-            ranked = await asyncio.to_thread(self._rerank, principal, query, head) + tail
-        timings["rerank_ms"] = _ms(t0)
-
-        t0 = time.perf_counter()
-        if d.mmr_lambda < 1.0:
-            ranked = mmr(ranked, k=min(len(ranked), top_k * 4), lambda_=d.mmr_lambda)
-        kept, dropped = drop_near_duplicates(ranked, d.dedupe_threshold, limit=top_k)
-        timings["dedupe_ms"] = _ms(t0)
+        kept, dropped = await asyncio.to_thread(
+            self._select, principal, query, ranked, top_k, do_rerank, d, timings
+        )
         context = build_context(kept, context_tokens, self._count) if context_tokens else None
         timings["total_ms"] = _ms(t_all)
         result = RetrievalResult(kept, errors, None, context)
@@ -315,20 +349,43 @@ class RetrievalService:
             result.explain = self._explain(kept, provenance, dropped, timings, per_gatherer, do_rerank)
         return result
 
-    def _rerank(self, principal: Principal, query: str, head: list[RetrievedChunk]) -> list[RetrievedChunk]:
-        """Rerank the head, with its chunks' stored vectors when the reranker uses them (one
-        scoped engine read; chunks from other sources, or a failed read, rerank without)."""
-        assert self._reranker is not None
-        if not (getattr(self._reranker, "uses_vectors", False) and head):
-            return self._reranker.rerank(query, head)
-        vectors: list[list[float] | None] | None = None
-        try:
-            with tracing.span("index.dense_vectors", tenant=principal.tenant_id, chunks=len(head)):
-                found = self._searcher.index.dense_vectors(AccessScope.of(principal), [c.chunk_id for c in head])
-            vectors = [found.get(c.chunk_id) for c in head]
-        except Exception:
-            _log.warning("could not fetch the candidates' vectors; reranking without them", exc_info=True)
-        return self._reranker.rerank(query, head, vectors=vectors)
+    def _select(
+        self,
+        principal: Principal,
+        query: str,
+        ranked: list[Hit],
+        top_k: int,
+        do_rerank: bool,
+        d: RetrievalDefaults,
+        timings: dict[str, Any],
+    ) -> tuple[list[RetrievedChunk], list[Dropped]]:
+        """Rerank the head, drop near-duplicates and cut to top_k, reading chunks (one scoped
+        engine call for the head with the vectors the reranker wants, then a page at a time)
+        only as far down the ranking as these steps get."""
+        reader = _ChunkReader(self._index_backend, principal)
+        page = max(2 * top_k, 10)
+        t0 = time.perf_counter()
+        stream: Iterator[RetrievedChunk]
+        if do_rerank:
+            assert self._reranker is not None
+            wants_vectors = bool(getattr(self._reranker, "uses_vectors", False))
+            head, vectors = reader.read(ranked[: d.rerank_depth], vectors=wants_vectors)
+            if wants_vectors:
+                reordered = self._reranker.rerank(query, head, vectors=vectors)
+            else:
+                reordered = self._reranker.rerank(query, head)
+            stream = chain(reordered, reader.stream(ranked[d.rerank_depth :], page))
+        else:
+            stream = reader.stream(ranked, page)
+        timings["rerank_ms"] = round(_ms(t0) - reader.ms, 3)
+        fetched, t0 = reader.ms, time.perf_counter()
+        if d.mmr_lambda < 1.0:  # diversification weighs every candidate: read them all
+            every = list(stream)
+            stream = iter(mmr(every, k=min(len(every), top_k * 4), lambda_=d.mmr_lambda))
+        kept, dropped = drop_near_duplicates(stream, d.dedupe_threshold, limit=top_k)
+        timings["dedupe_ms"] = round(_ms(t0) - (reader.ms - fetched), 3)
+        timings["fetch_ms"] = round(reader.ms, 3)
+        return keep_newest_chunks(kept), dropped
 
     def _explain(
         self,

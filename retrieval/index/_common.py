@@ -67,9 +67,7 @@ def tenant_only(tenant_id: str) -> IndexFilter:
     return IndexFilter(must=(MatchAny(TENANT_FIELD, (tenant_id,)),))
 
 
-def versions_filter(
-    tenant_id: str, doc_id: str, below: int | None = None, only: int | None = None
-) -> IndexFilter:
+def versions_filter(tenant_id: str, doc_id: str, below: int | None = None, only: int | None = None) -> IndexFilter:
     """Points of one document of one tenant: every version, versions older than `below` (the
     swap after a new version is indexed) or just version `only` (a failed or losing ingest)."""
     if not tenant_id or not doc_id:
@@ -91,18 +89,6 @@ def chunk_filter(doc_id: str, version: int | None) -> IndexFilter:
     return IndexFilter(must=tuple(conds))
 
 
-def is_visible(payload: dict[str, Any] | None, scope: AccessScope) -> bool:
-    """Same rule as `scoped`, for reads the engine cannot filter (retrieve by id)."""
-    if not payload or payload.get(TENANT_FIELD) != scope.tenant_id:
-        return False
-    acl = payload.get(ACL_FIELD)
-    if isinstance(acl, str):
-        acl = [acl]
-    if not isinstance(acl, list):
-        return False
-    return not set(scope.principals).isdisjoint(acl)
-
-
 def point_ids(ids: Iterable[str]) -> list[str]:
     """Canonical, de-duplicated UUID strings; anything that is not a UUID cannot be a chunk id
     (`core.models.chunk_id`) and is dropped rather than sent to the engine to fail there."""
@@ -115,14 +101,13 @@ def point_ids(ids: Iterable[str]) -> list[str]:
     return list(out)
 
 
-def dense_by_id(records: Iterable[Any]) -> dict[str, list[float]]:
-    """Point id -> its named dense vector, from records read with vectors (either engine)."""
-    out: dict[str, list[float]] = {}
-    for r in records:
-        vec = r.vector.get(DENSE) if isinstance(r.vector, dict) else None
-        if isinstance(vec, list):
-            out[str(r.id)] = vec
-    return out
+def hit(record: Any, vectors: bool = False) -> IndexHit:
+    """An `IndexHit` from a point / record of either engine (with its dense vector if read)."""
+    dense = None
+    if vectors and isinstance(record.vector, dict):
+        vec = record.vector.get(DENSE)
+        dense = vec if isinstance(vec, list) else None
+    return IndexHit(str(record.id), float(getattr(record, "score", 0.0)), record.payload or {}, dense)
 
 
 def validate_query(q: IndexQuery, dense_dim: int) -> None:
@@ -139,9 +124,7 @@ def validate_query(q: IndexQuery, dense_dim: int) -> None:
         raise InvalidInput(f"rrf_k must be >= 1, got {q.rrf_k}")
     if q.weights is not None:
         if q.fusion != "rrf":
-            raise InvalidInput(
-                "fusion weights are only supported with fusion='rrf' (Qdrant has no weighted DBSF)"
-            )
+            raise InvalidInput("fusion weights are only supported with fusion='rrf' (Qdrant has no weighted DBSF)")
         if len(q.weights) != 2 or any(w < 0 for w in q.weights):
             raise InvalidInput(f"weights must be two non-negative numbers (dense, sparse), got {q.weights}")
 

@@ -88,11 +88,8 @@ class AliasedIndex:
     def chunks_of(self, scope: AccessScope, doc_id: str, version: int | None = None) -> list[IndexHit]:
         return self._call(lambda t: t.chunks_of(scope, doc_id, version))
 
-    def retrieve(self, scope: AccessScope, ids: Sequence[str]) -> list[IndexHit]:
-        return self._call(lambda t: t.retrieve(scope, ids))
-
-    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
-        return self._call(lambda t: t.dense_vectors(scope, ids))
+    def retrieve(self, scope: AccessScope, ids: Sequence[str], *, vectors: bool = False) -> list[IndexHit]:
+        return self._call(lambda t: t.retrieve(scope, ids, vectors=vectors))
 
     def close(self) -> None:
         self._call(lambda t: t.close())

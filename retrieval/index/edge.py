@@ -98,9 +98,7 @@ def _engine(action: str) -> Iterator[None]:
         _log.exception("embedded index failed to %s", action)
         detail = str(exc).lower()
         hint = next((text for key, text in _HINTS if key in detail), None)
-        raise IndexFailure(
-            hint or f"the embedded vector index failed to {action}; see the server log"
-        ) from exc
+        raise IndexFailure(hint or f"the embedded vector index failed to {action}; see the server log") from exc
 
 
 def _condition(cond: Condition) -> FieldCondition:
@@ -116,10 +114,6 @@ def _to_filter(f: IndexFilter) -> Filter:
         must=[_condition(x) for x in f.must] or None,
         must_not=[_condition(x) for x in f.must_not] or None,
     )
-
-
-def _hit(point: Any) -> IndexHit:
-    return IndexHit(id=str(point.id), score=float(getattr(point, "score", 0.0)), payload=point.payload or {})
 
 
 class EdgeIndex:
@@ -256,7 +250,7 @@ class EdgeIndex:
         request = self._request(q)
         with _engine("search"):
             found = self._open().query(request)
-        return [_hit(p) for p in found]
+        return [c.hit(p) for p in found]
 
     def query_batch(self, queries: Sequence[IndexQuery]) -> list[list[IndexHit]]:
         """One engine call for several queries: the GIL is taken once instead of once per query.
@@ -266,7 +260,7 @@ class EdgeIndex:
         requests = [self._request(q) for q in queries]
         with _engine("search"):
             found = self._open().query_batch(QueryBatchRequest(requests))
-        return [[_hit(p) for p in points] for points in found]
+        return [[c.hit(p) for p in points] for points in found]
 
     def count(self, scope: AccessScope, filter: IndexFilter | None = None) -> int:
         flt = _to_filter(c.scoped(scope, filter))
@@ -281,37 +275,25 @@ class EdgeIndex:
         with _engine("list a document's chunks"):
             while True:
                 records, offset = shard.scroll(
-                    ScrollRequest(
-                        offset=offset, limit=c.SCROLL_PAGE, filter=flt, with_payload=True, with_vector=False
-                    )
+                    ScrollRequest(offset=offset, limit=c.SCROLL_PAGE, filter=flt, with_payload=True, with_vector=False)
                 )
-                hits.extend(_hit(r) for r in records)
+                hits.extend(c.hit(r) for r in records)
                 if offset is None:
                     break
         return c.in_chunk_order(hits)
 
-    def retrieve(self, scope: AccessScope, ids: Sequence[str]) -> list[IndexHit]:
-        """By id, then the scope rule in Python: the engine's retrieve takes no filter."""
+    def retrieve(self, scope: AccessScope, ids: Sequence[str], *, vectors: bool = False) -> list[IndexHit]:
+        """A scroll over the ids AND the scoped filter: the engine's own retrieve takes no filter."""
         wanted = c.point_ids(ids)
         if not wanted:
             return []
-        wanted_ids: list[Any] = list(wanted)
-        with _engine("fetch points"):
-            records = self._open().retrieve(wanted_ids, with_payload=True, with_vector=False)
-        visible = (_hit(r) for r in records if c.is_visible(r.payload, scope))
-        return c.in_request_order(visible, wanted)
-
-    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
-        wanted = c.point_ids(ids)
-        if not wanted:
-            return {}
         f = c.scoped(scope)
         flt = Filter(
             must=[*(_condition(x) for x in f.must), HasIdCondition(set(wanted))],
             must_not=[_condition(x) for x in f.must_not] or None,
         )
-        with _engine("fetch vectors"):
+        with _engine("fetch points"):
             records, _ = self._open().scroll(
-                ScrollRequest(limit=len(wanted), filter=flt, with_payload=False, with_vector=True)
+                ScrollRequest(limit=len(wanted), filter=flt, with_payload=True, with_vector=vectors)
             )
-        return c.dense_by_id(records)
+        return c.in_request_order((c.hit(r, vectors) for r in records), wanted)

@@ -51,17 +51,14 @@ def _server(action: str) -> Iterator[None]:
     except Exception as exc:
         _log.exception("qdrant server failed to %s", action)
         raise IndexFailure(
-            f"the Qdrant vector index failed to {action}; check that the server is reachable "
-            "and see the server log"
+            f"the Qdrant vector index failed to {action}; check that the server is reachable and see the server log"
         ) from exc
 
 
 def _condition(cond: Condition) -> models.FieldCondition:
     if isinstance(cond, MatchAny):
         match: Any = (
-            models.MatchValue(value=cond.values[0])
-            if len(cond.values) == 1
-            else models.MatchAny(any=list(cond.values))  # type: ignore[arg-type]
+            models.MatchValue(value=cond.values[0]) if len(cond.values) == 1 else models.MatchAny(any=list(cond.values))  # type: ignore[arg-type]
         )
         return models.FieldCondition(key=cond.key, match=match)
     rng = models.Range(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)
@@ -73,10 +70,6 @@ def _to_filter(f: IndexFilter) -> models.Filter:
         must=[_condition(x) for x in f.must] or None,
         must_not=[_condition(x) for x in f.must_not] or None,
     )
-
-
-def _hit(point: Any) -> IndexHit:
-    return IndexHit(id=str(point.id), score=float(getattr(point, "score", 0.0)), payload=point.payload or {})
 
 
 class QdrantIndex:
@@ -144,9 +137,7 @@ class QdrantIndex:
                 concrete = f"{self.collection}_g1" if self._alias else self.collection
                 client.create_collection(
                     concrete,
-                    vectors_config={
-                        c.DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)
-                    },
+                    vectors_config={c.DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)},
                     sparse_vectors_config={c.SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                     shard_number=self.shard_number,
                     replication_factor=self.replication_factor,
@@ -215,30 +206,20 @@ class QdrantIndex:
     def _request(self, q: IndexQuery) -> models.QueryRequest:
         c.validate_query(q, self.dense_dim)
         flt = _to_filter(c.scoped(q.scope, q.filter))
-        idf = models.SearchParams(
-            idf=models.IdfCorpusParams(corpus=_to_filter(c.tenant_only(q.scope.tenant_id)))
-        )
-        sparse = (
-            models.SparseVector(indices=q.sparse.indices, values=q.sparse.values)
-            if q.sparse is not None
-            else None
-        )
+        idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=_to_filter(c.tenant_only(q.scope.tenant_id))))
+        sparse = models.SparseVector(indices=q.sparse.indices, values=q.sparse.values) if q.sparse is not None else None
         common: dict[str, Any] = {"limit": q.limit, "with_payload": q.with_payload}
         if q.dense is not None and sparse is not None:
             fusion: Any = (
                 models.FusionQuery(fusion=models.Fusion.DBSF)
                 if q.fusion == "dbsf"
-                else models.RrfQuery(
-                    rrf=models.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None)
-                )
+                else models.RrfQuery(rrf=models.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None))
             )
             return models.QueryRequest(
                 query=fusion,
                 prefetch=[
                     models.Prefetch(query=q.dense, using=c.DENSE, filter=flt, limit=q.prefetch_limit),
-                    models.Prefetch(
-                        query=sparse, using=c.SPARSE, filter=flt, limit=q.prefetch_limit, params=idf
-                    ),
+                    models.Prefetch(query=sparse, using=c.SPARSE, filter=flt, limit=q.prefetch_limit, params=idf),
                 ],
                 **common,
             )
@@ -256,7 +237,7 @@ class QdrantIndex:
         requests = [self._request(q) for q in queries]
         with _server("search"):
             found = self._open().query_batch_points(self.collection, requests=requests)
-        return [[_hit(p) for p in response.points] for response in found]
+        return [[c.hit(p) for p in response.points] for response in found]
 
     def count(self, scope: AccessScope, filter: IndexFilter | None = None) -> int:
         flt = _to_filter(c.scoped(scope, filter))
@@ -278,37 +259,30 @@ class QdrantIndex:
                     with_payload=True,
                     with_vectors=False,
                 )
-                hits.extend(_hit(r) for r in records)
+                hits.extend(c.hit(r) for r in records)
                 if offset is None:
                     break
         return c.in_chunk_order(hits)
 
-    def retrieve(self, scope: AccessScope, ids: Sequence[str]) -> list[IndexHit]:
-        """By id, then the scope rule in Python (same as `EdgeIndex`, so both behave alike)."""
+    def retrieve(self, scope: AccessScope, ids: Sequence[str], *, vectors: bool = False) -> list[IndexHit]:
+        """A scroll over the ids AND the scoped filter, so the server filters (as `EdgeIndex`)."""
         wanted = c.point_ids(ids)
         if not wanted:
             return []
-        with _server("fetch points"):
-            records = self._open().retrieve(
-                self.collection, ids=wanted, with_payload=True, with_vectors=False
-            )
-        visible = (_hit(r) for r in records if c.is_visible(r.payload, scope))
-        return c.in_request_order(visible, wanted)
-
-    def dense_vectors(self, scope: AccessScope, ids: Sequence[str]) -> dict[str, list[float]]:
-        wanted = c.point_ids(ids)
-        if not wanted:
-            return {}
         f = c.scoped(scope)
         has_id = models.HasIdCondition(has_id=list(wanted))
         flt = models.Filter(
             must=[*(_condition(x) for x in f.must), has_id], must_not=[_condition(x) for x in f.must_not] or None
         )
-        with _server("fetch vectors"):
+        with _server("fetch points"):
             records, _ = self._open().scroll(
-                self.collection, scroll_filter=flt, limit=len(wanted), with_payload=False, with_vectors=[c.DENSE]
+                self.collection,
+                scroll_filter=flt,
+                limit=len(wanted),
+                with_payload=True,
+                with_vectors=[c.DENSE] if vectors else False,
             )
-        return c.dense_by_id(records)
+        return c.in_request_order((c.hit(r, vectors) for r in records), wanted)
 
 
 def _create_alias(alias: str, collection: str) -> models.CreateAliasOperation:
@@ -323,8 +297,9 @@ class QdrantGenerations:
 
     `owns_client`: `close()` closes the client (the caller made it for this object alone)."""
 
-    def __init__(self, client: QdrantClient, alias: str, dense_dim: int = 384, *, owns_client: bool = False,
-                 **layout: int | None) -> None:
+    def __init__(
+        self, client: QdrantClient, alias: str, dense_dim: int = 384, *, owns_client: bool = False, **layout: int | None
+    ) -> None:
         self._client = client
         self._owns_client = owns_client
         self.alias = alias

@@ -107,8 +107,8 @@ def test_one_answer_request_is_exported_as_a_span_tree(make_container, collector
     (gatherer,) = children(retrieve, "gatherer")
     assert attrs(gatherer)["gatherer"] == "all" and attrs(gatherer)["outcome"] == "ok"
     assert len(children(retrieve, "index.query_batch")) == 1
-    (vectors,) = children(retrieve, "index.dense_vectors")  # the reranker's read of the head
-    assert attrs(vectors)["tenant"] == "default" and attrs(vectors)["chunks"] >= 1
+    (read,) = children(retrieve, "index.retrieve")  # the head's chunks and, for the reranker, vectors
+    assert attrs(read)["tenant"] == "default" and attrs(read)["chunks"] >= 1 and attrs(read)["vectors"] is True
 
     calls = children(steps["generate"], "model.call")
     assert calls and attrs(calls[-1])["provider"] == "local" and attrs(calls[-1])["workflow"] == "grounded_qa"

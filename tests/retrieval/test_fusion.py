@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from core.models import RetrievedChunk
 from retrieval.context import build_context
 from retrieval.dedupe import drop_near_duplicates, mmr
-from retrieval.fusion import dbsf, rrf
+from retrieval.fusion import Hit, dbsf, rrf
 
 pytestmark = pytest.mark.unit
 
@@ -27,44 +29,48 @@ def chunk(cid: str, score: float = 0.0, text: str | None = None, **scores: float
     )
 
 
+def hit(cid: str, score: float = 0.0, **scores: float) -> Hit:
+    return Hit(cid, score, dict(scores))
+
+
 def test_rrf_matches_hand_computed_scores() -> None:
-    lists = {"dense": [chunk("a"), chunk("b"), chunk("c")], "sparse": [chunk("c"), chunk("a")]}
+    lists = {"dense": [hit("a"), hit("b"), hit("c")], "sparse": [hit("c"), hit("a")]}
     fused = rrf(lists, k=60)
-    got = {f.chunk.chunk_id: f.chunk.score for f in fused}
+    got = {f.hit.chunk_id: f.hit.score for f in fused}
     assert got["a"] == pytest.approx(1 / 60 + 1 / 61)
     assert got["c"] == pytest.approx(1 / 62 + 1 / 60)
     assert got["b"] == pytest.approx(1 / 61)
-    assert [f.chunk.chunk_id for f in fused] == ["a", "c", "b"]
+    assert [f.hit.chunk_id for f in fused] == ["a", "c", "b"]
 
 
 def test_weighted_rrf_scales_rank_like_the_engine() -> None:
     # engine formula (checked against qdrant-edge): 1 / (k - 1 + rank / w)
-    lists = {"dense": [chunk("a"), chunk("b")], "sparse": [chunk("b"), chunk("a")]}
+    lists = {"dense": [hit("a"), hit("b")], "sparse": [hit("b"), hit("a")]}
     fused = rrf(lists, k=10, weights={"dense": 1.0, "sparse": 0.5})
-    got = {f.chunk.chunk_id: f.chunk.score for f in fused}
+    got = {f.hit.chunk_id: f.hit.score for f in fused}
     assert got["a"] == pytest.approx(1 / 10 + 1 / 13)
     assert got["b"] == pytest.approx(1 / 11 + 1 / 11)
     only_dense = rrf(lists, k=10, weights={"dense": 1.0, "sparse": 0.0})
-    assert [f.chunk.chunk_id for f in only_dense] == ["a", "b"]
+    assert [f.hit.chunk_id for f in only_dense] == ["a", "b"]
 
 
 def test_fusion_records_provenance_and_keeps_every_stage_score_without_mutating() -> None:
-    d = [chunk("a", 0.9, dense=0.9), chunk("b", 0.8, dense=0.8)]
-    s = [chunk("b", 12.0, sparse=12.0)]
+    d = [hit("a", 0.9, dense=0.9), hit("b", 0.8, dense=0.8)]
+    s = [hit("b", 12.0, sparse=12.0)]
     fused = rrf({"dense": d, "sparse": s}, key="hybrid")
-    b = next(f for f in fused if f.chunk.chunk_id == "b")
+    b = next(f for f in fused if f.hit.chunk_id == "b")
     assert [(c.source, c.rank, c.score) for c in b.contributions] == [("dense", 2, 0.8), ("sparse", 1, 12.0)]
-    assert b.chunk.scores["dense"] == 0.8 and b.chunk.scores["sparse"] == 12.0
-    assert b.chunk.scores["hybrid"] == b.chunk.score
+    assert b.hit.scores["dense"] == 0.8 and b.hit.scores["sparse"] == 12.0
+    assert b.hit.scores["hybrid"] == b.hit.score
     assert d[1].score == 0.8 and "hybrid" not in d[1].scores  # inputs untouched
 
 
 def test_dbsf_keeps_score_gaps_that_rrf_loses() -> None:
     # "a" wins dense by a mile and is third in sparse by a hair: DBSF ranks it first, RRF does not
-    dense = [chunk("a", 0.95), chunk("b", 0.30), chunk("c", 0.29), chunk("d", 0.28), chunk("e", 0.27)]
-    sparse = [chunk("b", 10.0), chunk("c", 9.9), chunk("a", 9.8)]
-    assert dbsf({"d": dense, "s": sparse})[0].chunk.chunk_id == "a"
-    assert rrf({"d": dense, "s": sparse})[0].chunk.chunk_id == "b"
+    dense = [hit("a", 0.95), hit("b", 0.30), hit("c", 0.29), hit("d", 0.28), hit("e", 0.27)]
+    sparse = [hit("b", 10.0), hit("c", 9.9), hit("a", 9.8)]
+    assert dbsf({"d": dense, "s": sparse})[0].hit.chunk_id == "a"
+    assert rrf({"d": dense, "s": sparse})[0].hit.chunk_id == "b"
     with pytest.raises(ValueError, match="weights"):
         rrf({"d": dense}, weights={"x": 1.0})
 
@@ -96,3 +102,17 @@ def test_context_respects_the_token_budget_and_numbers_citations() -> None:
     assert [(it.n, it.chunk.chunk_id) for it in window.items] == [(1, "a"), (2, "c")]
     assert window.tokens <= 12 and window.skipped == ("b",)
     assert window.text.startswith("[1] a\none two three") and "[2] c\nfour five" in window.text
+
+
+def test_dedupe_draws_no_more_from_a_lazy_ranking_than_it_keeps() -> None:
+    drawn: list[str] = []
+
+    def lazy() -> Iterator[RetrievedChunk]:  # the service reads chunks from the index this way
+        for cid, text in [("a", "alpha beta gamma"), ("b", "alpha beta gamma"), ("c", "delta"), ("d", "eps")]:
+            drawn.append(cid)
+            yield chunk(cid, text=text)
+
+    kept, dropped = drop_near_duplicates(lazy(), threshold=0.8, limit=2)
+    assert [c.chunk_id for c in kept] == ["a", "c"] and [d.chunk_id for d in dropped] == ["b"]
+    assert drawn == ["a", "b", "c"]
+    assert drop_near_duplicates(lazy(), limit=0) == ([], []) and drawn == ["a", "b", "c"]

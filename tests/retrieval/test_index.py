@@ -265,17 +265,18 @@ def test_retrieve_keeps_request_order_and_skips_unknown_ids(index: VectorIndex) 
     assert index.retrieve(ALICE, []) == []
 
 
-def test_dense_vectors_are_the_stored_unit_vectors_and_stay_scoped(index: VectorIndex) -> None:
+def test_retrieve_filters_in_the_engine_and_reads_vectors_only_when_asked(index: VectorIndex) -> None:
     mine = point("d", 0, "mine", dense=[3.0] + [0.0] * (DIM - 1))
     other_acl = point("d", 1, "legal only", acl=("group:legal",))
     other_tenant = point("d", 0, "theirs", tenant="globex", acl=("tenant:*",))
     index.upsert([mine, other_acl, other_tenant])
-    ids = [mine.id, other_acl.id, other_tenant.id, "not-a-uuid", chunk_id("acme", "missing", 1, 0)]
-    got = index.dense_vectors(ALICE, ids)
-    assert set(got) == {mine.id}
-    assert got[mine.id] == pytest.approx([1.0] + [0.0] * (DIM - 1), abs=1e-3)  # cosine: stored normalised
-    assert set(index.dense_vectors(AccessScope("globex", ("tenant:*",)), ids)) == {other_tenant.id}
-    assert index.dense_vectors(ALICE, []) == {}
+    ids = [other_tenant.id, mine.id, other_acl.id, "not-a-uuid", chunk_id("acme", "missing", 1, 0)]
+    (got,) = index.retrieve(ALICE, ids, vectors=True)
+    assert got.id == mine.id and got.payload["text"] == "mine"
+    assert got.dense == pytest.approx([1.0] + [0.0] * (DIM - 1), abs=1e-3)  # cosine: stored normalised
+    assert [h.dense for h in index.retrieve(ALICE, ids)] == [None]
+    theirs = index.retrieve(AccessScope("globex", ("tenant:*",)), ids, vectors=True)
+    assert [(h.id, h.payload["text"]) for h in theirs] == [(other_tenant.id, "theirs")]
 
 
 def test_upserting_the_same_chunk_id_overwrites(index: VectorIndex) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from core.models import RetrievedChunk
 from retrieval.evaluation import BeirDataset, evaluate_run, load_beir
-from retrieval.fusion import fuse
+from retrieval.fusion import Hit, fuse
 from retrieval.rerank import LearnedReranker
 from retrieval.rerank.features import tokenize
 
@@ -123,7 +123,8 @@ def test_reranker_beats_dbsf_fusion_on_scifact_test(
             "dense": ranked(scifact, ids, docs @ queries[n], 2 * DEPTH, "dense"),
             "sparse": ranked(scifact, ids, bm25.get_scores(tokenize(scifact.queries[qid])), 2 * DEPTH, "sparse"),
         }
-        heads[qid] = [f.chunk for f in fuse(lists, "dbsf", key="hybrid", limit=DEPTH)]
+        hits = {name: [Hit.of(c) for c in chunks] for name, chunks in lists.items()}
+        heads[qid] = [f.hit.resolved() for f in fuse(hits, "dbsf", key="hybrid", limit=DEPTH)]
     before = ndcg10({q: [c.doc_id for c in head] for q, head in heads.items()}, scifact)
     after = rerank_all(reranker, scifact, heads, dict(zip(ids, docs, strict=True)))
     assert before == pytest.approx(0.73, abs=0.01)

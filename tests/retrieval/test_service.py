@@ -18,6 +18,7 @@ from core.errors import Unavailable
 from core.models import (
     EFFECTIVE_MAX_TS,
     EFFECTIVE_MIN_TS,
+    AccessScope,
     IndexPoint,
     Principal,
     RetrievedChunk,
@@ -283,6 +284,93 @@ def test_rerank_reorders_deterministically(searcher: HybridSearcher) -> None:
     again = run(learned.retrieve(ALICE, "router firmware reboot", rerank=True))
     assert [c.chunk_id for c in first.chunks] == [c.chunk_id for c in again.chunks]
     assert all("dense" in c.scores and "rerank" in c.scores for c in first.chunks)
+
+
+def filler(n: int) -> list[IndexPoint]:
+    """`n` more support-readable router chunks, so rankings are longer than what a request reads."""
+    emb, sparse = BagOfWords(), Bm25SparseEncoder()
+    points = []
+    for i in range(n):
+        text = f"router note {i}: firmware {i} reset step {i}"
+        payload = {
+            "tenant_id": "t1", "doc_id": f"note-{i}", "version": 1, "chunk_index": 0, "text": text,
+            "char_start": 0, "char_end": len(text), "title": f"note {i}", "source": "upload",
+            "tags": ["product_docs"], "policy_tags": [], "acl": ["group:support"],
+            "effective_from_ts": EFFECTIVE_MIN_TS, "effective_to_ts": EFFECTIVE_MAX_TS,
+        }  # fmt: skip
+        cid = chunk_id("t1", f"note-{i}", 1, 0)
+        points.append(IndexPoint(cid, emb.embed_query(text), sparse.encode_document(text), payload))
+    return points
+
+
+class Reads:
+    """Spies on the index: what the gatherer queries asked for and which chunks were read."""
+
+    def __init__(self, index: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.payload_asked: list[bool] = []
+        self.reads: list[tuple[int, bool]] = []
+        query_batch, retrieve = index.query_batch, index.retrieve  # type: ignore[attr-defined]
+
+        def spy_query_batch(queries):  # type: ignore[no-untyped-def]
+            self.payload_asked += [q.with_payload for q in queries]
+            return query_batch(queries)
+
+        def spy_retrieve(scope, ids, *, vectors=False):  # type: ignore[no-untyped-def]
+            self.reads.append((len(ids), vectors))
+            return retrieve(scope, ids, vectors=vectors)
+
+        monkeypatch.setattr(index, "query_batch", spy_query_batch)
+        monkeypatch.setattr(index, "retrieve", spy_retrieve)
+
+
+def test_engine_queries_carry_no_payload_and_only_the_chunks_a_request_needs_are_read(
+    searcher: HybridSearcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searcher.index.upsert(filler(60))
+    reads = Reads(searcher.index, monkeypatch)
+    svc = service(searcher, reranker=LearnedReranker())
+    gatherers = ["product_docs", "all"]
+    plain = run(svc.retrieve(ALICE, "router firmware reset", top_k=3, gatherers=gatherers, rerank=False))
+    assert len(plain.chunks) == 3 and all(c.text.startswith(("router", "acme", "beta")) for c in plain.chunks)
+    assert reads.payload_asked and not any(reads.payload_asked)
+    assert reads.reads == [(10, False)]  # one page, not the 2 x 3 hits the two gatherers found
+    reads.reads.clear()
+    reranked = run(svc.retrieve(ALICE, "router firmware reset", top_k=3, gatherers=gatherers, rerank=True))
+    assert len(reranked.chunks) == 3 and all("rerank" in c.scores for c in reranked.chunks)
+    assert reads.reads == [(30, True)]  # the rerank head (rerank_depth), with the reranker's vectors
+    assert not any(reads.payload_asked)
+
+
+def test_a_response_never_mixes_two_versions_of_a_document(searcher: HybridSearcher) -> None:
+    emb, sparse = BagOfWords(), Bm25SparseEncoder()
+    text = "router setup manual v2: reset the router and update firmware"
+    (v1,) = searcher.index.retrieve(AccessScope.of(ALICE), [chunk_id("t1", "manual", 1, 0)])
+    payload = {**v1.payload, "version": 2, "text": text, "char_end": len(text)}
+    # a re-version mid-flight: version 2 is written, version 1 is not deleted yet
+    v2 = IndexPoint(chunk_id("t1", "manual", 2, 0), emb.embed_query(text), sparse.encode_document(text), payload)
+    searcher.index.upsert([v2])
+    svc = service(searcher, reranker=LearnedReranker())
+    for rerank in (False, True):
+        res = run(svc.retrieve(ALICE, "router setup manual reset firmware", top_k=5, rerank=rerank))
+        manual = [c for c in res.chunks if c.doc_id == "manual"]
+        assert [(c.version, c.text) for c in manual] == [(2, text)], rerank
+
+
+def test_a_chunk_deleted_between_query_and_read_is_left_out(
+    searcher: HybridSearcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = searcher.index
+    query_batch = index.query_batch
+
+    def then_delete(queries):  # type: ignore[no-untyped-def]
+        found = query_batch(queries)
+        index.delete_versions("t1", "manual")  # the document goes while the request is in flight
+        return found
+
+    monkeypatch.setattr(index, "query_batch", then_delete)
+    for rerank in (False, True):
+        res = run(service(searcher, reranker=LearnedReranker()).retrieve(ALICE, "router manual reset", rerank=rerank))
+        assert res.chunks and "manual" not in {c.doc_id for c in res.chunks}
 
 
 def test_gatherer_file_is_validated(tmp_path: Path) -> None:
