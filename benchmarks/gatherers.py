@@ -64,25 +64,30 @@ def tag(points: list[Any]) -> list[Any]:
     return out
 
 
-async def timed(service: Any, texts: list[str], names: list[list[str]], rerank: bool) -> dict[str, float]:
-    samples = []
-    cpu0 = time.process_time()
-    for t in texts:
-        t0 = time.perf_counter()
-        for group in names:
-            await service.retrieve(PRINCIPAL, t, gatherers=group, params=PARAMS, rerank=rerank)
-        samples.append(1000 * (time.perf_counter() - t0))
-    cpu_ms = 1000 * (time.process_time() - cpu0) / len(texts)
-    return {**percentiles(samples), "cpu_ms_per_request": round(cpu_ms, 3)}
-
-
 async def run(service: Any, texts: list[str], rerank: bool) -> dict[str, Any]:
+    """Every shape once per query, interleaved (rotated order), so that a machine whose speed
+    drifts during the run (a busy neighbour) slows every shape alike and the ratios stay fair."""
     for t in texts[:20]:  # warm the engine and the thread pool
         await service.retrieve(PRINCIPAL, t, gatherers=GATHERERS, params=PARAMS, rerank=rerank)
-    singles = {g: await timed(service, texts, [[g]], rerank) for g in GATHERERS}
+    shapes: dict[str, list[list[str]]] = {
+        **{g: [[g]] for g in GATHERERS},
+        "parallel_4": [GATHERERS],
+        "serial_4": [[g] for g in GATHERERS],
+    }
+    wall: dict[str, list[float]] = {k: [] for k in shapes}
+    cpu: dict[str, float] = dict.fromkeys(shapes, 0.0)
+    names = list(shapes)
+    for n, t in enumerate(texts):
+        for key in names[n % len(names) :] + names[: n % len(names)]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            for group in shapes[key]:
+                await service.retrieve(PRINCIPAL, t, gatherers=group, params=PARAMS, rerank=rerank)
+            wall[key].append(1000 * (time.perf_counter() - t0))
+            cpu[key] += time.process_time() - c0
+    stats = {k: {**percentiles(wall[k]), "cpu_ms_per_request": round(1000 * cpu[k] / len(texts), 3)} for k in shapes}
+    singles = {g: stats[g] for g in GATHERERS}
     slowest = max(singles.values(), key=lambda p: p["p50_ms"])
-    parallel = await timed(service, texts, [GATHERERS], rerank)
-    serial = await timed(service, texts, [[g] for g in GATHERERS], rerank)
+    parallel, serial = stats["parallel_4"], stats["serial_4"]
     cores = os.cpu_count() or 1
     work = parallel["cpu_ms_per_request"] / slowest["cpu_ms_per_request"]
     return {

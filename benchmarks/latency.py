@@ -59,7 +59,8 @@ def synthetic(points: list[IndexPoint], n: int, seed: int = 7) -> list[IndexPoin
     return out
 
 
-def raw_engine(index: Any, searcher: Any, texts: list[str]) -> list[float]:
+def raw_requests(index: Any, searcher: Any, texts: list[str]) -> list[Any]:
+    """The bare engine request per query: hybrid, top 10 with payloads, tenant + ACL filter."""
     scope = AccessScope.of(PRINCIPAL)
     flt = searcher.base_filter(None)
     reqs = []
@@ -67,33 +68,36 @@ def raw_engine(index: Any, searcher: Any, texts: list[str]) -> list[float]:
         e = searcher.encode(t)
         q = IndexQuery(scope=scope, filter=flt, dense=e.dense, sparse=e.sparse, limit=10, prefetch_limit=50)
         reqs.append(index._request(q))
+    return reqs
+
+
+async def interleaved(index: Any, service: Any, texts: list[str]) -> dict[str, list[float]]:
+    """Each query through every shape, in rotated order, so a machine whose speed drifts during
+    the run slows the raw engine and the search path alike and the ratios stay fair."""
+    reqs = raw_requests(index, service._searcher, texts)
     shard = index._open()
-    samples = []
-    for _ in range(ROUNDS):
-        for r in reqs:
-            t0 = time.perf_counter()
-            shard.query(r)
-            samples.append(1000 * (time.perf_counter() - t0))
-    return samples
-
-
-async def path(service: Any, texts: list[str], **kw: Any) -> list[float]:
-    samples = []
-    for _ in range(ROUNDS):
-        for t in texts:
-            t0 = time.perf_counter()
-            await service.retrieve(PRINCIPAL, t, top_k=5, **kw)
-            samples.append(1000 * (time.perf_counter() - t0))
+    samples: dict[str, list[float]] = {"raw_engine_hybrid": [], "hybrid": [], "hybrid+rerank": []}
+    names = list(samples)
+    for r in range(ROUNDS):
+        for n, (t, req) in enumerate(zip(texts, reqs, strict=True)):
+            k = (n + r) % len(names)
+            for name in names[k:] + names[:k]:
+                t0 = time.perf_counter()
+                if name == "raw_engine_hybrid":
+                    shard.query(req)
+                else:
+                    await service.retrieve(PRINCIPAL, t, top_k=5, rerank=name == "hybrid+rerank")
+                samples[name].append(1000 * (time.perf_counter() - t0))
     return samples
 
 
 def measure(index: Any, embedder: Any, sparse: Bm25SparseEncoder, texts: list[str]) -> dict[str, Any]:
-    searcher = searcher_for(index, embedder, sparse)
-    service = service_for(searcher)
-    raw = percentiles(raw_engine(index, searcher, texts))
+    service = service_for(searcher_for(index, embedder, sparse))
+    samples = asyncio.run(interleaved(index, service, texts))
+    raw = percentiles(samples.pop("raw_engine_hybrid"))
     out: dict[str, Any] = {"raw_engine_hybrid": raw}
-    for name, kw in (("hybrid", {"rerank": False}), ("hybrid+rerank", {"rerank": True})):
-        p = percentiles(asyncio.run(path(service, texts, **kw)))
+    for name, got in samples.items():
+        p = percentiles(got)
         out[name] = {
             **p,
             "p50_ratio": round(p["p50_ms"] / raw["p50_ms"], 2),
