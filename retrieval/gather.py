@@ -66,13 +66,6 @@ class GatherBackend(Protocol):
     ) -> list[GatherOutcome]: ...
 
 
-def keep_newest_chunks(chunks: list[RetrievedChunk]) -> list[RetrievedChunk]:
-    newest: dict[str, int] = {}
-    for c in chunks:
-        newest[c.doc_id] = max(newest.get(c.doc_id, -1), c.version)
-    return [c for c in chunks if c.version == newest[c.doc_id]]
-
-
 def _ranked(hits: list[IndexHit], stage: str) -> list[Hit]:
     return [Hit(h.id, h.score, {stage: h.score, f"{stage}_rank": float(r)}) for r, h in enumerate(hits, start=1)]
 

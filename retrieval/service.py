@@ -14,7 +14,6 @@ ANDed onto them, so no gatherer and no request value can widen what the principa
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,12 +28,10 @@ from retrieval.context import ContextWindow, TokenCount, approx_tokens, build_co
 from retrieval.dedupe import Dropped, drop_near_duplicates, mmr
 from retrieval.filters import narrow
 from retrieval.fusion import Contribution, FusionMethod, Hit, rrf
-from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGatherBackend, keep_newest_chunks
+from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGatherBackend
 from retrieval.gatherers import BoundGatherer, GathererRegistry
 from retrieval.rerank.protocol import Reranker
 from retrieval.search import EncodedQuery, HybridSearcher, SearchMode
-
-_log = logging.getLogger(__name__)
 
 INDEX = "index"
 
@@ -92,6 +89,14 @@ class RetrievalResult:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
+
+
+def _keep_newest(chunks: list[RetrievedChunk]) -> list[RetrievedChunk]:
+    """Only each document's newest version among these chunks."""
+    newest: dict[str, int] = {}
+    for c in chunks:
+        newest[c.doc_id] = max(newest.get(c.doc_id, -1), c.version)
+    return [c for c in chunks if c.version == newest[c.doc_id]]
 
 
 class _ChunkReader:
@@ -385,7 +390,7 @@ class RetrievalService:
         kept, dropped = drop_near_duplicates(stream, d.dedupe_threshold, limit=top_k)
         timings["dedupe_ms"] = round(_ms(t0) - (reader.ms - fetched), 3)
         timings["fetch_ms"] = round(reader.ms, 3)
-        return keep_newest_chunks(kept), dropped
+        return _keep_newest(kept), dropped
 
     def _explain(
         self,

@@ -25,6 +25,7 @@ from core.models import (
     SearchFilters,
     chunk_id,
 )
+from retrieval.fusion import Hit
 from retrieval.gather import GatherCall, GatherOutcome
 from retrieval.gatherers import GathererRegistry, GathererSpec, MissingGathererParam, UnknownGatherer
 from retrieval.index.edge import EdgeIndex
@@ -354,6 +355,32 @@ def test_a_response_never_mixes_two_versions_of_a_document(searcher: HybridSearc
         res = run(svc.retrieve(ALICE, "router setup manual reset firmware", top_k=5, rerank=rerank))
         manual = [c for c in res.chunks if c.doc_id == "manual"]
         assert [(c.version, c.text) for c in manual] == [(2, text)], rerank
+
+
+def test_an_older_version_read_before_the_newer_one_is_still_dropped(searcher: HybridSearcher) -> None:
+    """The newer version may only be read in a later page (dedupe walked past the first one):
+    the older chunk, already past dedupe, must still not reach the response."""
+
+    def chunk(doc: str, version: int, text: str) -> RetrievedChunk:
+        cid = chunk_id("t1", doc, version, 0)
+        return RetrievedChunk(
+            doc_id=doc, chunk_id=cid, version=version, chunk_index=0, text=text, char_start=0, char_end=len(text)
+        )
+
+    copies = [chunk(f"copy-{i}", 1, "the very same paragraph in every handbook") for i in range(10)]
+    ranked = [chunk("a", 1, "version one of a"), *copies, chunk("a", 2, "version two of a"), chunk("b", 1, "b")]
+    by_id = {c.chunk_id: c for c in ranked}
+
+    class Backend:
+        def chunks(self, principal, ids, *, vectors=False):  # type: ignore[no-untyped-def]
+            return {i: (by_id[i], None) for i in ids}
+
+    svc = service(searcher)
+    svc._index_backend = Backend()  # type: ignore[assignment]
+    hits = [Hit(c.chunk_id, 1.0 / n) for n, c in enumerate(ranked, start=1)]
+    kept, dropped = svc._select(ALICE, "a", hits, 3, False, svc.defaults, {})
+    assert len(dropped) == 9  # the page of 10 held "a" v1 and copies; "a" v2 came with the next page
+    assert [(c.doc_id, c.version) for c in kept] == [("copy-0", 1), ("a", 2)]
 
 
 def test_a_chunk_deleted_between_query_and_read_is_left_out(
