@@ -124,7 +124,9 @@ def _ranked(
     return out
 
 
-def _check_weights(lists: Mapping[str, Sequence[Hit]], weights: Mapping[str, float] | None) -> None:
+def _check_weights(
+    lists: Mapping[str, Sequence[Hit]], weights: Mapping[str, float] | None
+) -> None:
     if weights is None:
         return
     bad = {n: w for n, w in weights.items() if not (w >= 0 and math.isfinite(w))}

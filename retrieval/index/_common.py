@@ -67,7 +67,9 @@ def tenant_only(tenant_id: str) -> IndexFilter:
     return IndexFilter(must=(MatchAny(TENANT_FIELD, (tenant_id,)),))
 
 
-def versions_filter(tenant_id: str, doc_id: str, below: int | None = None, only: int | None = None) -> IndexFilter:
+def versions_filter(
+    tenant_id: str, doc_id: str, below: int | None = None, only: int | None = None
+) -> IndexFilter:
     """Points of one document of one tenant: every version, versions older than `below` (the
     swap after a new version is indexed) or just version `only` (a failed or losing ingest)."""
     if not tenant_id or not doc_id:
@@ -124,7 +126,9 @@ def validate_query(q: IndexQuery, dense_dim: int) -> None:
         raise InvalidInput(f"rrf_k must be >= 1, got {q.rrf_k}")
     if q.weights is not None:
         if q.fusion != "rrf":
-            raise InvalidInput("fusion weights are only supported with fusion='rrf' (Qdrant has no weighted DBSF)")
+            raise InvalidInput(
+                "fusion weights are only supported with fusion='rrf' (Qdrant has no weighted DBSF)"
+            )
         if len(q.weights) != 2 or any(w < 0 for w in q.weights):
             raise InvalidInput(f"weights must be two non-negative numbers (dense, sparse), got {q.weights}")
 

@@ -98,7 +98,9 @@ def _engine(action: str) -> Iterator[None]:
         _log.exception("embedded index failed to %s", action)
         detail = str(exc).lower()
         hint = next((text for key, text in _HINTS if key in detail), None)
-        raise IndexFailure(hint or f"the embedded vector index failed to {action}; see the server log") from exc
+        raise IndexFailure(
+            hint or f"the embedded vector index failed to {action}; see the server log"
+        ) from exc
 
 
 def _condition(cond: Condition) -> FieldCondition:
@@ -275,7 +277,9 @@ class EdgeIndex:
         with _engine("list a document's chunks"):
             while True:
                 records, offset = shard.scroll(
-                    ScrollRequest(offset=offset, limit=c.SCROLL_PAGE, filter=flt, with_payload=True, with_vector=False)
+                    ScrollRequest(
+                        offset=offset, limit=c.SCROLL_PAGE, filter=flt, with_payload=True, with_vector=False
+                    )
                 )
                 hits.extend(c.hit(r) for r in records)
                 if offset is None:

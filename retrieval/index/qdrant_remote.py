@@ -51,14 +51,17 @@ def _server(action: str) -> Iterator[None]:
     except Exception as exc:
         _log.exception("qdrant server failed to %s", action)
         raise IndexFailure(
-            f"the Qdrant vector index failed to {action}; check that the server is reachable and see the server log"
+            f"the Qdrant vector index failed to {action}; check that the server is reachable "
+            "and see the server log"
         ) from exc
 
 
 def _condition(cond: Condition) -> models.FieldCondition:
     if isinstance(cond, MatchAny):
         match: Any = (
-            models.MatchValue(value=cond.values[0]) if len(cond.values) == 1 else models.MatchAny(any=list(cond.values))  # type: ignore[arg-type]
+            models.MatchValue(value=cond.values[0])
+            if len(cond.values) == 1
+            else models.MatchAny(any=list(cond.values))  # type: ignore[arg-type]
         )
         return models.FieldCondition(key=cond.key, match=match)
     rng = models.Range(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)
@@ -137,7 +140,9 @@ class QdrantIndex:
                 concrete = f"{self.collection}_g1" if self._alias else self.collection
                 client.create_collection(
                     concrete,
-                    vectors_config={c.DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)},
+                    vectors_config={
+                        c.DENSE: models.VectorParams(size=self.dense_dim, distance=models.Distance.COSINE)
+                    },
                     sparse_vectors_config={c.SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                     shard_number=self.shard_number,
                     replication_factor=self.replication_factor,
@@ -206,20 +211,30 @@ class QdrantIndex:
     def _request(self, q: IndexQuery) -> models.QueryRequest:
         c.validate_query(q, self.dense_dim)
         flt = _to_filter(c.scoped(q.scope, q.filter))
-        idf = models.SearchParams(idf=models.IdfCorpusParams(corpus=_to_filter(c.tenant_only(q.scope.tenant_id))))
-        sparse = models.SparseVector(indices=q.sparse.indices, values=q.sparse.values) if q.sparse is not None else None
+        idf = models.SearchParams(
+            idf=models.IdfCorpusParams(corpus=_to_filter(c.tenant_only(q.scope.tenant_id)))
+        )
+        sparse = (
+            models.SparseVector(indices=q.sparse.indices, values=q.sparse.values)
+            if q.sparse is not None
+            else None
+        )
         common: dict[str, Any] = {"limit": q.limit, "with_payload": q.with_payload}
         if q.dense is not None and sparse is not None:
             fusion: Any = (
                 models.FusionQuery(fusion=models.Fusion.DBSF)
                 if q.fusion == "dbsf"
-                else models.RrfQuery(rrf=models.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None))
+                else models.RrfQuery(
+                    rrf=models.Rrf(k=q.rrf_k, weights=list(q.weights) if q.weights else None)
+                )
             )
             return models.QueryRequest(
                 query=fusion,
                 prefetch=[
                     models.Prefetch(query=q.dense, using=c.DENSE, filter=flt, limit=q.prefetch_limit),
-                    models.Prefetch(query=sparse, using=c.SPARSE, filter=flt, limit=q.prefetch_limit, params=idf),
+                    models.Prefetch(
+                        query=sparse, using=c.SPARSE, filter=flt, limit=q.prefetch_limit, params=idf
+                    ),
                 ],
                 **common,
             )
@@ -297,9 +312,8 @@ class QdrantGenerations:
 
     `owns_client`: `close()` closes the client (the caller made it for this object alone)."""
 
-    def __init__(
-        self, client: QdrantClient, alias: str, dense_dim: int = 384, *, owns_client: bool = False, **layout: int | None
-    ) -> None:
+    def __init__(self, client: QdrantClient, alias: str, dense_dim: int = 384, *, owns_client: bool = False,
+                 **layout: int | None) -> None:
         self._client = client
         self._owns_client = owns_client
         self.alias = alias
