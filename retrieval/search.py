@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from core.models import (
     AccessScope,
@@ -21,6 +21,7 @@ from core.protocols import Embedder, SparseEncoder, VectorIndex
 from retrieval.filters import build_index_filter
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
+T = TypeVar("T")
 
 
 def to_chunk(hit: IndexHit) -> RetrievedChunk:
@@ -43,18 +44,22 @@ def to_chunk(hit: IndexHit) -> RetrievedChunk:
     )
 
 
-def keep_newest_versions(hits: list[IndexHit]) -> list[IndexHit]:
-    """Drop hits of a document's older version when a newer one is also in the list.
+def keep_newest(items: list[T], doc_version: Callable[[T], tuple[str, int]]) -> list[T]:
+    """Drop items of a document's older version when a newer one is also in the list.
 
     A re-version writes the new chunks before it deletes the old ones (so a search never sees
     neither); this is the other half, so one response never mixes both.
     """
+    keyed = [(doc_version(item), item) for item in items]
     newest: dict[str, int] = {}
-    for h in hits:
-        doc, ver = h.payload["doc_id"], int(h.payload["version"])
-        if ver > newest.get(doc, -1):
-            newest[doc] = ver
-    return [h for h in hits if int(h.payload["version"]) == newest[h.payload["doc_id"]]]
+    for (doc, ver), _ in keyed:
+        newest[doc] = max(ver, newest.get(doc, -1))
+    return [item for (doc, ver), item in keyed if newest[doc] == ver]
+
+
+def keep_newest_versions(hits: list[IndexHit]) -> list[IndexHit]:
+    """`keep_newest` over engine hits (doc id and version from the payload)."""
+    return keep_newest(hits, lambda h: (h.payload["doc_id"], int(h.payload["version"])))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from retrieval.fusion import Contribution, FusionMethod, Hit, rrf
 from retrieval.gather import GatherBackend, GatherCall, GatherOutcome, IndexGatherBackend
 from retrieval.gatherers import BoundGatherer, GathererRegistry
 from retrieval.rerank.protocol import Reranker
-from retrieval.search import EncodedQuery, HybridSearcher, SearchMode
+from retrieval.search import EncodedQuery, HybridSearcher, SearchMode, keep_newest
 
 INDEX = "index"
 
@@ -89,14 +89,6 @@ class RetrievalResult:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
-
-
-def _keep_newest(chunks: list[RetrievedChunk]) -> list[RetrievedChunk]:
-    """Only each document's newest version among these chunks."""
-    newest: dict[str, int] = {}
-    for c in chunks:
-        newest[c.doc_id] = max(newest.get(c.doc_id, -1), c.version)
-    return [c for c in chunks if c.version == newest[c.doc_id]]
 
 
 class _ChunkReader:
@@ -366,31 +358,33 @@ class RetrievalService:
     ) -> tuple[list[RetrievedChunk], list[Dropped]]:
         """Rerank the head, drop near-duplicates and cut to top_k, reading chunks (one scoped
         engine call for the head with the vectors the reranker wants, then a page at a time)
-        only as far down the ranking as these steps get."""
+        only as far down the ranking as these steps get; MMR weighs every candidate, so with it
+        the rest is read in one call."""
         reader = _ChunkReader(self._index_backend, principal)
-        page = max(2 * top_k, 10)
         t0 = time.perf_counter()
-        stream: Iterator[RetrievedChunk]
+        head: list[RetrievedChunk] = []
+        rest = ranked
         if do_rerank:
             assert self._reranker is not None
             wants_vectors = bool(getattr(self._reranker, "uses_vectors", False))
-            head, vectors = reader.read(ranked[: d.rerank_depth], vectors=wants_vectors)
+            chunks, vectors = reader.read(ranked[: d.rerank_depth], vectors=wants_vectors)
             if wants_vectors:
-                reordered = self._reranker.rerank(query, head, vectors=vectors)
+                head = self._reranker.rerank(query, chunks, vectors=vectors)
             else:
-                reordered = self._reranker.rerank(query, head)
-            stream = chain(reordered, reader.stream(ranked[d.rerank_depth :], page))
-        else:
-            stream = reader.stream(ranked, page)
+                head = self._reranker.rerank(query, chunks)
+            rest = ranked[d.rerank_depth :]
         timings["rerank_ms"] = round(_ms(t0) - reader.ms, 3)
         fetched, t0 = reader.ms, time.perf_counter()
-        if d.mmr_lambda < 1.0:  # diversification weighs every candidate: read them all
-            every = list(stream)
+        stream: Iterator[RetrievedChunk]
+        if d.mmr_lambda < 1.0:  # diversification weighs every candidate: read them all at once
+            every = head + reader.read(rest)[0]
             stream = iter(mmr(every, k=min(len(every), top_k * 4), lambda_=d.mmr_lambda))
+        else:
+            stream = chain(head, reader.stream(rest, page=max(2 * top_k, 10)))
         kept, dropped = drop_near_duplicates(stream, d.dedupe_threshold, limit=top_k)
         timings["dedupe_ms"] = round(_ms(t0) - (reader.ms - fetched), 3)
         timings["fetch_ms"] = round(reader.ms, 3)
-        return _keep_newest(kept), dropped
+        return keep_newest(kept, lambda c: (c.doc_id, c.version)), dropped
 
     def _explain(
         self,

@@ -342,6 +342,22 @@ def test_engine_queries_carry_no_payload_and_only_the_chunks_a_request_needs_are
     assert not any(reads.payload_asked)
 
 
+def test_mmr_reads_every_candidate_in_one_call_and_diversifies(
+    searcher: HybridSearcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searcher.index.upsert(filler(30))
+    reads = Reads(searcher.index, monkeypatch)
+    plain = service(searcher)
+    diverse = service(searcher, defaults=RetrievalDefaults(mmr_lambda=0.3))
+    kw = {"top_k": 4, "gatherers": ["product_docs"], "rerank": False}
+    before = run(plain.retrieve(ALICE, "router firmware reset", **kw))  # type: ignore[arg-type]
+    reads.reads.clear()
+    after = run(diverse.retrieve(ALICE, "router firmware reset", **kw))  # type: ignore[arg-type]
+    assert len(reads.reads) == 1  # every candidate in one read
+    assert len(after.chunks) == 4 and after.chunks[0].chunk_id == before.chunks[0].chunk_id
+    assert [c.chunk_id for c in after.chunks] != [c.chunk_id for c in before.chunks]
+
+
 def test_a_response_never_mixes_two_versions_of_a_document(searcher: HybridSearcher) -> None:
     emb, sparse = BagOfWords(), Bm25SparseEncoder()
     text = "router setup manual v2: reset the router and update firmware"
@@ -381,6 +397,26 @@ def test_an_older_version_read_before_the_newer_one_is_still_dropped(searcher: H
     kept, dropped = svc._select(ALICE, "a", hits, 3, False, svc.defaults, {})
     assert len(dropped) == 9  # the page of 10 held "a" v1 and copies; "a" v2 came with the next page
     assert [(c.doc_id, c.version) for c in kept] == [("copy-0", 1), ("a", 2)]
+
+
+def test_mmr_reads_a_long_ranking_in_one_call_not_page_by_page(searcher: HybridSearcher) -> None:
+    texts = {chunk_id("t1", f"d{i}", 1, 0): f"note {i} about routers" for i in range(30)}
+    calls: list[int] = []
+
+    class Backend:
+        def chunks(self, principal, ids, *, vectors=False):  # type: ignore[no-untyped-def]
+            calls.append(len(ids))
+            made = (
+                RetrievedChunk(doc_id=i, chunk_id=i, version=1, chunk_index=0, text=texts[i], char_start=0, char_end=1)
+                for i in ids
+            )
+            return {c.chunk_id: (c, None) for c in made}
+
+    svc = service(searcher, defaults=RetrievalDefaults(mmr_lambda=0.5))
+    svc._index_backend = Backend()  # type: ignore[assignment]
+    hits = [Hit(cid, 1.0 / n) for n, cid in enumerate(texts, start=1)]
+    kept, _ = svc._select(ALICE, "routers", hits, 3, False, svc.defaults, {})
+    assert calls == [30] and len(kept) == 3
 
 
 def test_a_chunk_deleted_between_query_and_read_is_left_out(
