@@ -12,7 +12,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,27 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
         "p50_ms": round(float(np.percentile(arr, 50)), 3),
         "p95_ms": round(float(np.percentile(arr, 95)), 3),
     }
+
+
+async def interleaved(
+    shapes: Mapping[str, Callable[[int], Awaitable[None]]], n: int, rounds: int = 1
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Every shape once per query 0..n-1, in an order rotated per query (and per round): wall
+    time samples (ms) and total CPU seconds (process, engine threads included) per shape. A
+    machine whose speed drifts during the run (a busy neighbour) then slows every shape alike,
+    so the ratios between shapes stay fair."""
+    names = list(shapes)
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, float] = dict.fromkeys(names, 0.0)
+    for r in range(rounds):
+        for i in range(n):
+            k = (i + r) % len(names)
+            for name in names[k:] + names[:k]:
+                c0, t0 = time.process_time(), time.perf_counter()
+                await shapes[name](i)
+                wall[name].append(1000 * (time.perf_counter() - t0))
+                cpu[name] += time.process_time() - c0
+    return wall, cpu
 
 
 def corpus_vectors(ds: BeirDataset, embedder: SentenceTransformerEmbedder) -> np.ndarray:

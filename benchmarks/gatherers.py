@@ -20,7 +20,7 @@ import asyncio
 import json
 import os
 import tempfile
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from _scifact import (
     build_engine,
     corpus_vectors,
     embed_cached,
+    interleaved,
     load_scifact,
     percentiles,
     scifact_points,
@@ -65,26 +66,23 @@ def tag(points: list[Any]) -> list[Any]:
 
 
 async def run(service: Any, texts: list[str], rerank: bool) -> dict[str, Any]:
-    """Every shape once per query, interleaved (rotated order), so that a machine whose speed
-    drifts during the run (a busy neighbour) slows every shape alike and the ratios stay fair."""
     for t in texts[:20]:  # warm the engine and the thread pool
         await service.retrieve(PRINCIPAL, t, gatherers=GATHERERS, params=PARAMS, rerank=rerank)
-    shapes: dict[str, list[list[str]]] = {
+    groups: dict[str, list[list[str]]] = {
         **{g: [[g]] for g in GATHERERS},
         "parallel_4": [GATHERERS],
         "serial_4": [[g] for g in GATHERERS],
     }
-    wall: dict[str, list[float]] = {k: [] for k in shapes}
-    cpu: dict[str, float] = dict.fromkeys(shapes, 0.0)
-    names = list(shapes)
-    for n, t in enumerate(texts):
-        for key in names[n % len(names) :] + names[: n % len(names)]:
-            c0, t0 = time.process_time(), time.perf_counter()
-            for group in shapes[key]:
-                await service.retrieve(PRINCIPAL, t, gatherers=group, params=PARAMS, rerank=rerank)
-            wall[key].append(1000 * (time.perf_counter() - t0))
-            cpu[key] += time.process_time() - c0
-    stats = {k: {**percentiles(wall[k]), "cpu_ms_per_request": round(1000 * cpu[k] / len(texts), 3)} for k in shapes}
+
+    def shape(name: str) -> Callable[[int], Awaitable[None]]:
+        async def one(i: int) -> None:
+            for group in groups[name]:
+                await service.retrieve(PRINCIPAL, texts[i], gatherers=group, params=PARAMS, rerank=rerank)
+
+        return one
+
+    wall, cpu = await interleaved({name: shape(name) for name in groups}, len(texts))
+    stats = {k: {**percentiles(wall[k]), "cpu_ms_per_request": round(1000 * cpu[k] / len(texts), 3)} for k in groups}
     singles = {g: stats[g] for g in GATHERERS}
     slowest = max(singles.values(), key=lambda p: p["p50_ms"])
     parallel, serial = stats["parallel_4"], stats["serial_4"]

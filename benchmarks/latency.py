@@ -26,6 +26,7 @@ from _scifact import (
     build_engine,
     corpus_vectors,
     embed_cached,
+    interleaved,
     load_scifact,
     payload,
     percentiles,
@@ -71,29 +72,28 @@ def raw_requests(index: Any, searcher: Any, texts: list[str]) -> list[Any]:
     return reqs
 
 
-async def interleaved(index: Any, service: Any, texts: list[str]) -> dict[str, list[float]]:
-    """Each query through every shape, in rotated order, so a machine whose speed drifts during
-    the run slows the raw engine and the search path alike and the ratios stay fair."""
+async def shapes_timed(index: Any, service: Any, texts: list[str]) -> dict[str, list[float]]:
+    """The raw engine request and the search path with and without rerank, per query."""
     reqs = raw_requests(index, service._searcher, texts)
     shard = index._open()
-    samples: dict[str, list[float]] = {"raw_engine_hybrid": [], "hybrid": [], "hybrid+rerank": []}
-    names = list(samples)
-    for r in range(ROUNDS):
-        for n, (t, req) in enumerate(zip(texts, reqs, strict=True)):
-            k = (n + r) % len(names)
-            for name in names[k:] + names[:k]:
-                t0 = time.perf_counter()
-                if name == "raw_engine_hybrid":
-                    shard.query(req)
-                else:
-                    await service.retrieve(PRINCIPAL, t, top_k=5, rerank=name == "hybrid+rerank")
-                samples[name].append(1000 * (time.perf_counter() - t0))
-    return samples
+
+    async def raw(i: int) -> None:
+        shard.query(reqs[i])
+
+    async def hybrid(i: int) -> None:
+        await service.retrieve(PRINCIPAL, texts[i], top_k=5, rerank=False)
+
+    async def reranked(i: int) -> None:
+        await service.retrieve(PRINCIPAL, texts[i], top_k=5, rerank=True)
+
+    shapes = {"raw_engine_hybrid": raw, "hybrid": hybrid, "hybrid+rerank": reranked}
+    wall, _ = await interleaved(shapes, len(texts), rounds=ROUNDS)
+    return wall
 
 
 def measure(index: Any, embedder: Any, sparse: Bm25SparseEncoder, texts: list[str]) -> dict[str, Any]:
     service = service_for(searcher_for(index, embedder, sparse))
-    samples = asyncio.run(interleaved(index, service, texts))
+    samples = asyncio.run(shapes_timed(index, service, texts))
     raw = percentiles(samples.pop("raw_engine_hybrid"))
     out: dict[str, Any] = {"raw_engine_hybrid": raw}
     for name, got in samples.items():
