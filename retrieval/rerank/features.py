@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -60,14 +59,25 @@ _WORD = re.compile(r"\w+")
 _STEMMER = snowballstemmer.stemmer("english")
 
 
-@lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return str(_STEMMER.stemWord(word))
+_TERMS_MAX = 200_000
+# lowercased word -> its term ("" for a stopword). A plain dict read per word: tokenizing the 30
+# candidates of a rerank is most of what the features cost, and an lru_cache call per word was
+# a third of that. Cleared when full; the vocabulary of a corpus fits many times over.
+_terms: dict[str, str] = {}
+
+
+def _term(word: str) -> str:
+    if len(_terms) >= _TERMS_MAX:
+        _terms.clear()
+    term = _terms[word] = "" if word in ENGLISH_STOPWORDS else str(_STEMMER.stemWord(word))
+    return term
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercased \\w+ words, English stopwords dropped, Snowball-stemmed."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOPWORDS]
+    known = _terms.get
+    terms = [known(w) or (_term(w) if w not in _terms else "") for w in _WORD.findall(text.lower())]
+    return [t for t in terms if t]
 
 
 @dataclass(frozen=True)
@@ -94,12 +104,13 @@ def _ratio_to_max(values: FloatArray) -> FloatArray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
-def _idf(docs: Sequence[Sequence[str]]) -> dict[str, float]:
-    """BM25-style IDF with the candidate list as the collection (floored at a small positive value,
-    so a term present everywhere still counts a little)."""
+def _idf(docs: Sequence[Set[str]], terms: Iterable[str]) -> dict[str, float]:
+    """BM25-style IDF of `terms` with the candidate list (each doc's set of terms) as the
+    collection, floored at a small positive value so a term present everywhere still counts a
+    little. Terms in no document are left out."""
     n = len(docs)
-    df = Counter(t for d in docs for t in set(d))
-    return {t: max(math.log((n - c + 0.5) / (c + 0.5) + 1.0), 0.01) for t, c in df.items()}
+    df = {t: sum(t in d for d in docs) for t in terms}
+    return {t: max(math.log((n - c + 0.5) / (c + 0.5) + 1.0), 0.01) for t, c in df.items() if c}
 
 
 def bigram_overlap(query_terms: Sequence[str], doc_terms: Sequence[str]) -> float:
@@ -164,9 +175,9 @@ def _bm25(query_terms: Sequence[str], docs: Sequence[Sequence[str]], idf: Mappin
     avg = (sum(len(d) for d in docs) / len(docs)) or 1.0
     out = np.zeros(len(docs), dtype=np.float64)
     for i, d in enumerate(docs):
-        tf = Counter(d)
         norm = k1 * (1 - b + b * len(d) / avg)
-        out[i] = sum(idf.get(t, 0.0) * tf[t] * (k1 + 1) / (tf[t] + norm) for t in query_terms if t in tf)
+        tf = {t: d.count(t) for t in query_terms if t in idf}  # idf holds the terms some doc has
+        out[i] = sum(idf[t] * c * (k1 + 1) / (c + norm) for t, c in tf.items() if c)
     return out
 
 
@@ -179,8 +190,9 @@ def extract_features(query: str, candidates: Sequence[Candidate]) -> FloatArray:
     q_seq = tokenize(query)
     q_terms = list(dict.fromkeys(q_seq))
     docs = [tokenize(c.text) for c in candidates]
+    doc_sets = [set(d) for d in docs]
     titles = [set(tokenize(c.title)) for c in candidates]
-    idf = _idf(docs)
+    idf = _idf(doc_sets, q_terms)
     q_idf = {t: idf.get(t, math.log(n + 1.0)) for t in q_terms}
     q_mass = sum(q_idf.values()) or 1.0
 
@@ -190,8 +202,7 @@ def extract_features(query: str, candidates: Sequence[Candidate]) -> FloatArray:
     out[:, col["sparse"]] = _ratio_to_max(_impute([c.sparse for c in candidates]))
     out[:, col["fused_rank"]] = 1.0 / np.log2(np.arange(n, dtype=np.float64) + 2.0)
     out[:, col["local_bm25"]] = _ratio_to_max(_bm25(q_terms, docs, idf))
-    for i, d in enumerate(docs):
-        present = set(d)
+    for i, (d, present) in enumerate(zip(docs, doc_sets, strict=True)):
         hit = [t for t in q_terms if t in present]
         out[i, col["coverage"]] = len(hit) / len(q_terms) if q_terms else 0.0
         out[i, col["idf_coverage"]] = sum(q_idf[t] for t in hit) / q_mass

@@ -47,6 +47,19 @@ def test_tokenize_lowercases_drops_stopwords_and_stems() -> None:
 
 
 @pytest.mark.unit
+def test_tokenize_gives_the_same_terms_when_its_word_cache_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.rerank import features
+
+    text = "The runners ran; running shoes of the runner, and the mice ran again."
+    expected = tokenize(text)
+    monkeypatch.setattr(features, "_TERMS_MAX", 3)
+    features._terms.clear()
+    for _ in range(2):  # the second pass reads what the first cached, through several clears
+        assert tokenize(text) == expected == ["runner", "ran", "run", "shoe", "runner", "mice", "ran"]
+        assert len(features._terms) <= 3
+
+
+@pytest.mark.unit
 def test_min_window_and_proximity() -> None:
     doc = ["a", "x", "b", "x", "x", "a", "b"]
     assert min_window(["a", "b"], doc) == 2
