@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.models import (  # noqa: E402
+    EFFECTIVE_ALWAYS,
+    EFFECTIVE_FIELD,
     EFFECTIVE_MAX_TS,
     EFFECTIVE_MIN_TS,
     IndexPoint,
@@ -85,6 +87,7 @@ def payload(doc_id: str, title: str, text: str, **extra: Any) -> dict[str, Any]:
         "acl": ["group:all"],
         "effective_from_ts": EFFECTIVE_MIN_TS,
         "effective_to_ts": EFFECTIVE_MAX_TS,
+        EFFECTIVE_FIELD: EFFECTIVE_ALWAYS,
         **extra,
     }
 

@@ -12,6 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from core.models import (
+    EFFECTIVE_ALWAYS,
+    EFFECTIVE_DATED,
+    EFFECTIVE_FIELD,
     EFFECTIVE_MAX_TS,
     EFFECTIVE_MIN_TS,
     ChunkDraft,
@@ -66,6 +69,9 @@ def chunk_payload(ref: VersionRef, meta: DocumentMetadata, acl: list[str], chunk
         "acl": acl,
         "effective_from_ts": _ts(meta.effective_from, EFFECTIVE_MIN_TS),
         "effective_to_ts": _ts(meta.effective_to, EFFECTIVE_MAX_TS),
+        EFFECTIVE_FIELD: (
+            EFFECTIVE_ALWAYS if meta.effective_from is None and meta.effective_to is None else EFFECTIVE_DATED
+        ),
         "content_hash": ref.content_hash,
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core.models import Condition, IndexFilter, MatchAny, Range, SearchFilters
+from core.models import EFFECTIVE_ALWAYS, EFFECTIVE_FIELD, AnyOf, Condition, IndexFilter, MatchAny, Range, SearchFilters
 
 # SearchFilters field -> payload field it narrows (values must match any of the given ones).
 _MATCH_FIELDS: tuple[tuple[str, str], ...] = (
@@ -39,18 +39,25 @@ def _values(raw: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in raw if v))
 
 
-def effective_window(as_of: datetime) -> tuple[Range, Range]:
-    """Documents in force at `as_of`: effective_from <= as_of < effective_to. Documents without
-    dates carry EFFECTIVE_MIN_TS / EFFECTIVE_MAX_TS, so the range needs no null handling."""
+def effective_window(as_of: datetime) -> AnyOf:
+    """Documents in force at `as_of`: those without dates, or effective_from <= as_of <
+    effective_to. Undated documents also carry EFFECTIVE_MIN_TS / EFFECTIVE_MAX_TS, so the range
+    alone would be right for them too; the keyword option is the cheap way through (see
+    `core.models.EFFECTIVE_FIELD`)."""
     ts = _timestamp(as_of)
-    return Range(EFFECTIVE_FROM_FIELD, lte=ts), Range(EFFECTIVE_TO_FIELD, gt=ts)
+    return AnyOf(
+        (
+            (MatchAny(EFFECTIVE_FIELD, (EFFECTIVE_ALWAYS,)),),
+            (Range(EFFECTIVE_FROM_FIELD, lte=ts), Range(EFFECTIVE_TO_FIELD, gt=ts)),
+        )
+    )
 
 
 def build_index_filter(filters: SearchFilters | None, now: datetime) -> IndexFilter:
     """Every search sees only documents in force at `filters.as_of` (default `now`), further
     narrowed by whichever user filters are set."""
     f = filters or SearchFilters()
-    must: list[Condition] = list(effective_window(f.as_of or now))
+    must: list[Condition] = [effective_window(f.as_of or now)]
     for attr, field in _MATCH_FIELDS:
         values = _values(getattr(f, attr))
         if values:

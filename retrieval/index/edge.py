@@ -56,7 +56,7 @@ from qdrant_edge import (
 from qdrant_edge import MatchAny as EdgeMatchAny
 
 from core.errors import CairnError, IndexFailure, InvalidInput
-from core.models import AccessScope, Condition, IndexFilter, IndexHit, IndexPoint, IndexQuery, MatchAny
+from core.models import AccessScope, AnyOf, Condition, IndexFilter, IndexHit, IndexPoint, IndexQuery, MatchAny
 from retrieval.index import _common as c
 
 _log = logging.getLogger(__name__)
@@ -103,12 +103,18 @@ def _engine(action: str) -> Iterator[None]:
         ) from exc
 
 
-def _condition(cond: Condition) -> FieldCondition:
+def _condition(cond: Condition) -> FieldCondition | Filter:
+    if isinstance(cond, AnyOf):
+        return Filter(should=[_all_of(option) for option in cond.options])
     if isinstance(cond, MatchAny):
         if len(cond.values) == 1:
             return FieldCondition(key=cond.key, match=MatchValue(cond.values[0]))
         return FieldCondition(key=cond.key, match=EdgeMatchAny(list(cond.values)))  # type: ignore[arg-type]
     return FieldCondition(key=cond.key, range=RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt))
+
+
+def _all_of(conds: tuple[Condition, ...]) -> FieldCondition | Filter:
+    return _condition(conds[0]) if len(conds) == 1 else Filter(must=[_condition(x) for x in conds])
 
 
 def _to_filter(f: IndexFilter) -> Filter:

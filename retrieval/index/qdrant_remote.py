@@ -28,7 +28,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from core.errors import CairnError, IndexFailure, InvalidInput
-from core.models import AccessScope, Condition, IndexFilter, IndexHit, IndexPoint, IndexQuery, MatchAny
+from core.models import AccessScope, AnyOf, Condition, IndexFilter, IndexHit, IndexPoint, IndexQuery, MatchAny
 from retrieval.index import _common as c
 
 _log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ def _server(action: str) -> Iterator[None]:
         ) from exc
 
 
-def _condition(cond: Condition) -> models.FieldCondition:
+def _condition(cond: Condition) -> models.FieldCondition | models.Filter:
+    if isinstance(cond, AnyOf):
+        return models.Filter(should=[_all_of(option) for option in cond.options])
     if isinstance(cond, MatchAny):
         match: Any = (
             models.MatchValue(value=cond.values[0])
@@ -66,6 +68,10 @@ def _condition(cond: Condition) -> models.FieldCondition:
         return models.FieldCondition(key=cond.key, match=match)
     rng = models.Range(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)
     return models.FieldCondition(key=cond.key, range=rng)
+
+
+def _all_of(conds: tuple[Condition, ...]) -> models.FieldCondition | models.Filter:
+    return _condition(conds[0]) if len(conds) == 1 else models.Filter(must=[_condition(x) for x in conds])
 
 
 def _to_filter(f: IndexFilter) -> models.Filter:

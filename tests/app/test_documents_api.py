@@ -81,6 +81,10 @@ def test_expired_documents_are_invisible_unless_as_of_says_otherwise(api: Api) -
     assert api.search("refund within 30 days") == []
     past = api.search("refund within 30 days", filters={"as_of": "2019-06-01T00:00:00Z"})
     assert past and past[0]["title"] == "old.txt"
+    api.ingest("next.txt", VPN, acl=["tenant:*"], effective_from="2999-01-01T00:00:00Z")
+    assert api.search("WireGuard VPN configuration") == []
+    later = api.search("WireGuard VPN configuration", filters={"as_of": "2999-06-01T00:00:00Z"})
+    assert later and later[0]["title"] == "next.txt"
 
 
 def test_new_version_replaces_old_chunks_and_identical_upload_is_a_noop(api: Api) -> None:

@@ -4,14 +4,22 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from core.models import IndexFilter, MatchAny, Range, SearchFilters
+from core.models import AnyOf, IndexFilter, MatchAny, Range, SearchFilters
 from retrieval.filters import build_index_filter
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TS = NOW.timestamp()
-WINDOW = (Range("effective_from_ts", lte=TS), Range("effective_to_ts", gt=TS))
+# undated documents pass on one keyword; dated ones must be in force at TS
+WINDOW = (
+    AnyOf(
+        (
+            (MatchAny("effective", ("always",)),),
+            (Range("effective_from_ts", lte=TS), Range("effective_to_ts", gt=TS)),
+        )
+    ),
+)
 
 
 def test_no_filters_still_restricts_to_documents_in_force_now() -> None:
@@ -52,8 +60,12 @@ def test_as_of_replaces_now_in_the_effective_window() -> None:
     as_of = datetime(2020, 1, 1, tzinfo=UTC)
     built = build_index_filter(SearchFilters(as_of=as_of), NOW)
     assert built.must == (
-        Range("effective_from_ts", lte=as_of.timestamp()),
-        Range("effective_to_ts", gt=as_of.timestamp()),
+        AnyOf(
+            (
+                (MatchAny("effective", ("always",)),),
+                (Range("effective_from_ts", lte=as_of.timestamp()), Range("effective_to_ts", gt=as_of.timestamp())),
+            )
+        ),
     )
 
 
@@ -65,6 +77,8 @@ def test_time_zones_are_honoured_and_naive_times_are_utc() -> None:
 
 
 def test_window_includes_its_start_and_excludes_its_end() -> None:
-    start, end = build_index_filter(None, NOW).must[:2]
+    (window,) = build_index_filter(None, NOW).must
+    assert isinstance(window, AnyOf)
+    start, end = window.options[1]
     assert isinstance(start, Range) and start.lte == TS and start.lt is None
     assert isinstance(end, Range) and end.gt == TS and end.gte is None

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,35 @@ def test_user_filters_and_effective_dates_run_in_the_engine(index: VectorIndex) 
     past = build_index_filter(SearchFilters(as_of=datetime(2020, 1, 1, tzinfo=UTC)), NOW)
     assert {h.payload["doc_id"] for h in index.query(q(dense=unit(2), filter=past))} == {"hr", "fin", "old"}
     assert index.count(ALICE, IndexFilter(must=(MatchAny("version", (1, 2)),))) == 4
+
+
+def test_effective_dates_hold_for_points_written_with_and_without_the_effective_keyword(
+    index: VectorIndex,
+) -> None:
+    """Ingestion marks undated documents `effective=always` (one keyword check in the engine);
+    dated ones `dated`; points from before the field existed have neither and are judged on their
+    dates alone, as before."""
+    day = 86_400
+    index.upsert(
+        [
+            point("undated", 0, "policy", effective="always"),
+            point("legacy", 1, "policy"),  # no `effective` field
+            point("in_force", 2, "policy", effective="dated", effective_from_ts=NOW.timestamp() - day),
+            point("expired", 3, "policy", effective="dated", effective_to_ts=NOW.timestamp() - day),
+            point("legacy_expired", 4, "policy", effective_to_ts=NOW.timestamp() - day),
+            point("not_yet", 5, "policy", effective="dated", effective_from_ts=NOW.timestamp() + day),
+        ]
+    )
+
+    def visible(at: datetime) -> set[str]:
+        flt = build_index_filter(SearchFilters(as_of=at), NOW)
+        hits = index.query(q(dense=unit(0), sparse=ENC.encode_query("policy"), filter=flt, limit=10))
+        assert index.count(ALICE, flt) == len(hits)
+        return {h.payload["doc_id"] for h in hits}
+
+    assert visible(NOW) == {"undated", "legacy", "in_force"}
+    assert visible(NOW - 2 * timedelta(days=1)) == {"undated", "legacy", "expired", "legacy_expired"}
+    assert visible(NOW + 2 * timedelta(days=1)) == {"undated", "legacy", "in_force", "not_yet"}
 
 
 def test_delete_versions_all_older_or_one(index: VectorIndex) -> None:
