@@ -11,15 +11,15 @@ pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TS = NOW.timestamp()
-# undated documents pass on one keyword; dated ones must be in force at TS
-WINDOW = (
-    AnyOf(
-        (
-            (MatchAny("effective", ("always",)),),
-            (Range("effective_from_ts", lte=TS), Range("effective_to_ts", gt=TS)),
-        )
-    ),
-)
+
+
+def window(ts: float) -> tuple[AnyOf]:
+    """Undated documents pass on one keyword; dated ones must be in force at `ts`."""
+    ranges = (Range("effective_from_ts", lte=ts), Range("effective_to_ts", gt=ts))
+    return (AnyOf(((MatchAny("effective", ("always",)),), ranges)),)
+
+
+WINDOW = window(TS)
 
 
 def test_no_filters_still_restricts_to_documents_in_force_now() -> None:
@@ -59,14 +59,7 @@ def test_empty_lists_mean_no_filter_rather_than_no_results() -> None:
 def test_as_of_replaces_now_in_the_effective_window() -> None:
     as_of = datetime(2020, 1, 1, tzinfo=UTC)
     built = build_index_filter(SearchFilters(as_of=as_of), NOW)
-    assert built.must == (
-        AnyOf(
-            (
-                (MatchAny("effective", ("always",)),),
-                (Range("effective_from_ts", lte=as_of.timestamp()), Range("effective_to_ts", gt=as_of.timestamp())),
-            )
-        ),
-    )
+    assert built.must == window(as_of.timestamp())
 
 
 def test_time_zones_are_honoured_and_naive_times_are_utc() -> None:
